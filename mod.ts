@@ -1,0 +1,7 @@
+/**
+ * spokewire: verified channels between a control plane and its nodes.
+ *
+ * @module
+ */
+export * from "./src/channel/mod.ts";
+export * from "./src/tcp/mod.ts";

@@ -1,0 +1,187 @@
+/**
+ * Stream sockets through `node:net`, which behaves the same in Deno and Node.
+ *
+ * Deno's own `Deno.connect` reads faster but cannot send a TCP reset, and
+ * `abort()` must reach the peer as an error, so both runtimes use `node:net`.
+ * The rest of spokewire sees only {@link RawConn}.
+ *
+ * @module
+ */
+
+import * as net from "node:net";
+
+/** Callbacks a channel gives a {@link RawConn}. */
+export interface RawConnEvents {
+  /** Bytes arrived; return false to pause until `resume()`. */
+  onData(chunk: Uint8Array): boolean;
+  /** The peer half-closed. */
+  onEnd(): void;
+  /** The socket failed; `code` is the runtime's errno name (ECONNRESET ...). */
+  onError(err: Error & { code?: string }): void;
+  /** The socket is gone (after onEnd+finish, onError, or destroy). */
+  onClose(): void;
+}
+
+/** One connected stream socket, runtime-neutral. */
+export interface RawConn {
+  readonly localAddress: string;
+  readonly remoteAddress: string;
+  /** Start delivering events (data does not flow before this). */
+  attach(events: RawConnEvents): void;
+  /** Queue bytes; false when the caller should wait for {@link RawConn.drained}. */
+  write(chunk: Uint8Array): boolean;
+  /** Resolves when the write buffer drained, rejects if the socket closes first. */
+  drained(): Promise<void>;
+  /** Half-close after everything written; resolves once flushed to the kernel. */
+  end(): Promise<void>;
+  resume(): void;
+  /** Close now, sending a TCP reset where the socket type allows. */
+  reset(): void;
+  /** Close now, quietly. */
+  destroy(): void;
+}
+
+/** Where to dial or listen. */
+export type SocketAddress = { host: string; port: number } | { path: string };
+
+function fmt(host: string | undefined, port: number | undefined): string {
+  if (host === undefined) return "unknown";
+  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/** Wrap a connected `node:net` (or `node:tls`) socket. The socket must be paused. */
+export function wrapSocket(socket: net.Socket, path?: string): RawConn {
+  socket.pause();
+  let closed = false;
+  // Errors reach the channel through attach(); never let one go unhandled before that.
+  socket.on("error", () => {});
+  socket.on("close", () => {
+    closed = true;
+  });
+  return {
+    localAddress: path ?? fmt(socket.localAddress, socket.localPort),
+    remoteAddress: path ?? fmt(socket.remoteAddress, socket.remotePort),
+    attach(ev: RawConnEvents): void {
+      socket.on("data", (buf: Uint8Array) => {
+        const view = new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+        if (!ev.onData(view)) socket.pause();
+      });
+      socket.on("end", () => ev.onEnd());
+      socket.on("error", (e) => ev.onError(e));
+      socket.on("close", () => ev.onClose());
+      if (closed) queueMicrotask(() => ev.onClose());
+      else socket.resume();
+    },
+    write: (chunk) => socket.write(chunk),
+    drained: () =>
+      new Promise<void>((resolve, reject) => {
+        if (closed) return reject(new Error("socket closed"));
+        const onDrain = (): void => {
+          socket.off("close", onClose);
+          resolve();
+        };
+        const onClose = (): void => {
+          socket.off("drain", onDrain);
+          reject(new Error("socket closed"));
+        };
+        socket.once("drain", onDrain);
+        socket.once("close", onClose);
+      }),
+    end: () =>
+      new Promise<void>((resolve, reject) => {
+        if (closed || socket.destroyed) return reject(new Error("socket closed"));
+        const onFinish = (): void => {
+          socket.off("close", onClose);
+          resolve();
+        };
+        const onClose = (): void => {
+          socket.off("finish", onFinish);
+          reject(new Error("socket closed before end-of-stream was sent"));
+        };
+        socket.once("finish", onFinish);
+        socket.once("close", onClose);
+        socket.end();
+      }),
+    resume: () => {
+      if (!closed) socket.resume();
+    },
+    reset: () => {
+      if (socket.destroyed) return;
+      // Only TCP handles can send a reset; Unix sockets have none.
+      if (path === undefined && !socket.connecting) socket.resetAndDestroy();
+      else socket.destroy();
+    },
+    destroy: () => {
+      socket.destroy();
+    },
+  };
+}
+
+/** Options of {@link dialSocket}. */
+export interface DialSocketOptions {
+  noDelay?: boolean;
+  /** Called with the cancel function while connecting (for timeouts and signals). */
+  onPending?: (cancel: () => void) => void;
+}
+
+/** Connect a TCP or Unix socket. Rejects with the runtime's error (with `.code`). */
+export function dialSocket(addr: SocketAddress, opts: DialSocketOptions = {}): Promise<RawConn> {
+  return new Promise((resolve, reject) => {
+    const socket =
+      "path" in addr
+        ? net.connect({ path: addr.path, allowHalfOpen: true })
+        : net.connect({ host: addr.host, port: addr.port, allowHalfOpen: true });
+    socket.pause();
+    const onError = (e: Error): void => reject(e);
+    socket.once("error", onError);
+    opts.onPending?.(() => socket.destroy());
+    socket.once("connect", () => {
+      socket.off("error", onError);
+      if ("host" in addr && opts.noDelay !== false) socket.setNoDelay(true);
+      resolve(wrapSocket(socket, "path" in addr ? addr.path : undefined));
+    });
+  });
+}
+
+/** A listening socket server. */
+export interface RawServer {
+  readonly addr: string;
+  /** Port (TCP) or 0 (Unix socket). */
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/** Listen on TCP or a Unix socket; every accepted socket goes to `onConn`, paused. */
+export function listenSocket(
+  addr: SocketAddress,
+  onConn: (conn: RawConn) => void,
+  opts: { noDelay?: boolean } = {},
+): Promise<RawServer> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => {
+      socket.on("error", () => {});
+      if (!("path" in addr) && opts.noDelay !== false) socket.setNoDelay(true);
+      onConn(wrapSocket(socket, "path" in addr ? addr.path : undefined));
+    });
+    server.once("error", reject);
+    const onListening = (): void => {
+      server.off("error", reject);
+      const a = server.address();
+      const port = typeof a === "object" && a ? a.port : 0;
+      const shown = "path" in addr ? addr.path : fmt(addr.host, port);
+      resolve({
+        addr: shown,
+        port,
+        // Stop accepting now. server.close()'s callback waits for every live
+        // connection to end, and live channels outlive their listener.
+        close: () =>
+          new Promise<void>((res) => {
+            server.close();
+            setImmediate(res);
+          }),
+      });
+    };
+    if ("path" in addr) server.listen(addr.path, onListening);
+    else server.listen(addr.port, addr.host, onListening);
+  });
+}

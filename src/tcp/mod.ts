@@ -1,0 +1,2 @@
+export * from "./socket_channel.ts";
+export * from "./tcp.ts";
