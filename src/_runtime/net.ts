@@ -62,9 +62,9 @@ export function wrapSocket(socket: net.Socket, path?: string): RawConn {
     localAddress: path ?? fmt(socket.localAddress, socket.localPort),
     remoteAddress: path ?? fmt(socket.remoteAddress, socket.remotePort),
     attach(ev: RawConnEvents): void {
+      // The socket's own chunk is handed on (a Buffer is a Uint8Array): no copy, no view.
       socket.on("data", (buf: Uint8Array) => {
-        const view = new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
-        if (!ev.onData(view)) socket.pause();
+        if (!ev.onData(buf)) socket.pause();
       });
       socket.on("end", () => ev.onEnd());
       socket.on("error", (e) => ev.onError(e));
