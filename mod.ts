@@ -5,3 +5,4 @@
  */
 export * from "./src/channel/mod.ts";
 export * from "./src/tcp/mod.ts";
+export * from "./src/pki/mod.ts";
