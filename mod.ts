@@ -4,5 +4,6 @@
  * @module
  */
 export * from "./src/channel/mod.ts";
-export * from "./src/tcp/mod.ts";
+export * from "./src/konnectivity/mod.ts";
 export * from "./src/pki/mod.ts";
+export * from "./src/tcp/mod.ts";

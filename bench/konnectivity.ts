@@ -16,24 +16,13 @@ import {
   type SessionPair,
   WsHarness,
 } from "../tests/_harness/konnectivity_pairs.ts";
+import { channelBulk, channelEcho, channelRtt } from "./measure.ts";
+import { median, percentile, type Row } from "./report.ts";
 
-/** One result row. `mbps` is MB/s (10^6 bytes per second). */
-export interface Row {
-  name: string;
-  baseline: string;
-  mbps?: number;
-  baselineMbps?: number;
-  p50Us?: number;
-  p99Us?: number;
-  baselineP50Us?: number;
-  baselineP99Us?: number;
-  opsPerSec?: number;
-  baselineOpsPerSec?: number;
-}
+export type { Row };
 
 const CHUNK = 64 * 1024;
 const TASK_TIME_MS = 400;
-const RTT_ROUNDS = 2000;
 
 function round(x: number): number {
   return Math.round(x * 10) / 10;
@@ -94,65 +83,33 @@ async function codecRows(): Promise<Row[]> {
   ];
 }
 
-/** Move `bytes` from a to b (b reads and discards); returns MB/s. */
-async function transfer(a: Channel, b: Channel, bytes: number): Promise<number> {
-  const chunk = new Uint8Array(CHUNK).fill(7);
-  const t0 = performance.now();
-  const reading = (async () => {
-    const r = b.readable.getReader();
-    let n = 0;
-    for (let i = 0; i < 100_000_000; i++) {
-      const { value, done } = await r.read();
-      if (done) break;
-      n += value.byteLength;
-    }
-    return n;
-  })();
-  const w = a.writable.getWriter();
-  for (let sent = 0; sent < bytes; sent += CHUNK) await w.write(chunk);
-  await w.close();
-  const n = await reading;
-  const s = (performance.now() - t0) / 1000;
-  await Promise.all([a.close(), b.close()]);
-  return n / 1e6 / s;
+/** Bulk MB/s over a fresh pair from `pair()`, median of `rounds`. */
+async function bulk(
+  pair: () => Promise<[Channel, Channel]>,
+  bytes: number,
+  rounds: number,
+): Promise<number> {
+  const runs: number[] = [];
+  for (let i = 0; i < rounds; i++) {
+    const [a, b] = await pair();
+    runs.push(await channelBulk(a, b, bytes));
+    await Promise.all([a.close(), b.close()]);
+  }
+  return median(runs);
 }
 
-/** 64-byte ping-pong round trips a -> b -> a; returns [p50, p99] in microseconds. */
-async function rtt(a: Channel, b: Channel): Promise<[number, number]> {
-  const msg = new Uint8Array(64);
-  const echo = (async () => {
-    const r = b.readable.getReader();
-    const w = b.writable.getWriter();
-    for (let i = 0; i < RTT_ROUNDS * 2; i++) {
-      const { value, done } = await r.read();
-      if (done) break;
-      await w.write(value);
-    }
-    await w.close();
-  })();
-  const r = a.readable.getReader();
-  const w = a.writable.getWriter();
-  const samples: number[] = [];
-  for (let i = 0; i < RTT_ROUNDS; i++) {
-    const t0 = performance.now();
-    await w.write(msg);
-    let got = 0;
-    while (got < msg.byteLength) {
-      const { value, done } = await r.read();
-      if (done) throw new Error("echo ended early");
-      got += value.byteLength;
-    }
-    samples.push((performance.now() - t0) * 1000);
-  }
-  await w.close();
-  r.releaseLock();
+/** 64-byte ping-pong p50/p99 (microseconds) over a fresh pair. */
+async function rtt(
+  pair: () => Promise<[Channel, Channel]>,
+  samples: number,
+): Promise<[number, number]> {
+  const [a, b] = await pair();
+  const echo = channelEcho(b);
+  const r = await channelRtt(a, samples);
+  await a.closeWrite();
   await echo;
   await Promise.all([a.close(), b.close()]);
-  samples.sort((x, y) => x - y);
-  return [
-    round(samples[Math.floor(samples.length * 0.5)]),
-    round(samples[Math.floor(samples.length * 0.99)]),
-  ];
+  return [round(r.p50), round(r.p99)];
 }
 
 async function tunnel(p: SessionPair, address: string): Promise<[Channel, Channel]> {
@@ -160,7 +117,7 @@ async function tunnel(p: SessionPair, address: string): Promise<[Channel, Channe
 }
 
 /** Raw ws: send `bytes` in 64 KiB binary messages with send-callback backpressure; MB/s. */
-async function rawWsThroughput(bytes: number): Promise<[number, [number, number]]> {
+async function rawWs(bytes: number, samples: number): Promise<[number, [number, number]]> {
   const wss = new WebSocketServer({ host: "127.0.0.1", port: 0 });
   await new Promise<void>((r) => wss.once("listening", () => r()));
   const port = (wss.address() as { port: number }).port;
@@ -192,30 +149,25 @@ async function rawWsThroughput(bytes: number): Promise<[number, [number, number]
   server.removeAllListeners("message");
   // Raw ws round trips, 64 bytes.
   server.on("message", (d: Uint8Array) => server.send(d, { binary: true }));
-  const samples: number[] = [];
+  const times: number[] = [];
   const msg = new Uint8Array(64);
-  for (let i = 0; i < RTT_ROUNDS; i++) {
+  for (let i = 0; i < samples + 200; i++) {
     const t = performance.now();
     const back = new Promise<void>((r) => client.once("message", () => r()));
     client.send(msg, { binary: true });
     await back;
-    samples.push((performance.now() - t) * 1000);
+    if (i >= 200) times.push((performance.now() - t) * 1000);
   }
-  samples.sort((x, y) => x - y);
+  times.sort((x, y) => x - y);
   client.terminate();
   server.terminate();
   await new Promise<void>((r) => wss.close(() => r()));
-  return [
-    round(mbps),
-    [
-      round(samples[Math.floor(samples.length * 0.5)]),
-      round(samples[Math.floor(samples.length * 0.99)]),
-    ],
-  ];
+  return [round(mbps), [round(percentile(times, 50)), round(percentile(times, 99))]];
 }
 
 /**
- * Run the Konnectivity benchmarks. `bytes` is the size of each bulk transfer.
+ * Run the Konnectivity benchmarks. `bytes` is the size of each bulk transfer;
+ * `rttSamples` (default 2000) and `rounds` (default 1) follow bench/main.ts.
  *
  * @example
  * ```ts ignore
@@ -223,23 +175,31 @@ async function rawWsThroughput(bytes: number): Promise<[number, [number, number]
  * console.table(await benchKonnectivity({ bytes: 64 * 1024 * 1024 }));
  * ```
  */
-export async function benchKonnectivity(opts: { bytes: number }): Promise<Row[]> {
-  const bytes = opts.bytes;
+export async function benchKonnectivity(opts: {
+  bytes: number;
+  rttSamples?: number;
+  rounds?: number;
+}): Promise<Row[]> {
+  const { bytes } = opts;
+  const samples = opts.rttSamples ?? 2000;
+  const rounds = opts.rounds ?? 1;
   const rows = await codecRows();
 
   // In-memory: one tunneled connection vs the plain memory channel pair.
   const mp = memorySessionPair();
-  const [ma, mb] = await tunnel(mp, "bench:1");
-  const sessionMem = await transfer(ma, mb, bytes);
-  const plain = memoryPair();
-  const plainMem = await transfer(plain.a, plain.b, bytes);
-  const [ra, rb] = await tunnel(mp, "bench:2");
-  const [sp50, sp99] = await rtt(ra, rb);
-  const plain2 = memoryPair();
-  const [pp50, pp99] = await rtt(plain2.a, plain2.b);
+  let n = 0;
+  const memTunnel = (): Promise<[Channel, Channel]> => tunnel(mp, `bench-${++n}:1`);
+  const plain = async (): Promise<[Channel, Channel]> => {
+    const p = memoryPair();
+    return [p.a, p.b];
+  };
+  const sessionMem = await bulk(memTunnel, bytes, rounds);
+  const plainMem = await bulk(plain, bytes, rounds);
+  const [sp50, sp99] = await rtt(memTunnel, samples);
+  const [pp50, pp99] = await rtt(plain, samples);
   await mp.close();
   rows.push({
-    name: "konnectivity session over in-memory pipe: one connection, 64 KiB writes (MB/s); 64 B RTT",
+    name: "konnectivity session over in-memory pipe: one connection, 64 KiB writes; 64 B RTT",
     baseline: "memoryPair() channel (no session)",
     mbps: round(sessionMem),
     baselineMbps: round(plainMem),
@@ -253,14 +213,13 @@ export async function benchKonnectivity(opts: { bytes: number }): Promise<Row[]>
   const h = await WsHarness.start();
   try {
     const wp = await h.pair();
-    const [wa, wb] = await tunnel(wp, "bench:3");
-    const sessionWs = await transfer(wa, wb, bytes);
-    const [xa, xb] = await tunnel(wp, "bench:4");
-    const [wp50, wp99] = await rtt(xa, xb);
+    const wsTunnel = (): Promise<[Channel, Channel]> => tunnel(wp, `bench-${++n}:1`);
+    const sessionWs = await bulk(wsTunnel, bytes, rounds);
+    const [wp50, wp99] = await rtt(wsTunnel, samples);
     await wp.close();
-    const [rawMbps, [rp50, rp99]] = await rawWsThroughput(bytes);
+    const [rawMbps, [rp50, rp99]] = await rawWs(bytes, samples);
     rows.push({
-      name: "konnectivity session over ws on 127.0.0.1: one connection (MB/s); 64 B RTT",
+      name: "konnectivity session over ws on 127.0.0.1: one connection; 64 B RTT",
       baseline: "raw ws binary messages, 64 KiB, send-callback backpressure",
       mbps: round(sessionWs),
       baselineMbps: rawMbps,

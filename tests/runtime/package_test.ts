@@ -25,6 +25,13 @@ test("dist/ is importable by package name from plain Node, and works", () => {
     console.log(JSON.stringify({ got: new TextDecoder().decode(value), code: e.code, isBase: e instanceof m.SpokewireError }));
   `;
   const nodeBin = process.env.SPOKEWIRE_NODE ?? "node";
-  const out = execFileSync(nodeBin, ["--input-type=module", "-e", script], { cwd: root, encoding: "utf8" });
-  assert.deepEqual(JSON.parse(out.trim()), { got: "consumer", code: "CHANNEL_RESET", isBase: true });
+  const out = execFileSync(nodeBin, ["--input-type=module", "-e", script], {
+    cwd: root,
+    encoding: "utf8",
+  });
+  assert.deepEqual(JSON.parse(out.trim()), {
+    got: "consumer",
+    code: "CHANNEL_RESET",
+    isBase: true,
+  });
 });
