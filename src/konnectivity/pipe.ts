@@ -27,6 +27,13 @@ export interface MessagePipe {
   /** Begin delivering messages to `handlers`. Called once. */
   start(handlers: MessagePipeHandlers): void;
   /**
+   * Optional: refuse incoming messages longer than `maxBytes` at the transport, before
+   * they are buffered whole (a WebSocket checks each frame header). The session calls
+   * it with its `maxMessageSize` before `start()`. A pipe without it delivers what it
+   * gets, and the session refuses oversized messages after the fact.
+   */
+  limitMessageSize?(maxBytes: number): void;
+  /**
    * Queue one message. Returns `undefined` while the pipe is below its
    * high-water mark; else a promise that resolves once it has drained below it
    * (the caller should wait before sending more bulk data). After the pipe has

@@ -170,6 +170,10 @@ interface Conn {
   /** Credit the peer still holds (granted, not yet used). */
   recvCredit: number;
   windowWaiter: { resolve(): void; reject(e: unknown): void } | undefined;
+  /** Small DATA payloads coalesced while the reader is behind (see #deliver). */
+  stage: Uint8Array | undefined;
+  /** Bytes in `stage` (received, counted against the window, not yet delivered). */
+  staged: number;
   /** The peer's dial id, for connections this side accepted. */
   readonly incomingRandom: number | undefined;
 }
@@ -180,7 +184,10 @@ interface PendingDial {
   state: "waiting" | "cancelled";
   resolve(ch: Channel): void;
   reject(e: unknown): void;
+  /** Clears the dial's timers (timeout, answer deadline) and its abort listener. */
   cleanup(): void;
+  /** After a cancel: the peer must answer by then (see #cancelDial). */
+  answerDeadline: SessionTimerHandle | undefined;
 }
 
 interface Incoming {
@@ -201,6 +208,14 @@ class Violation extends ProtocolError {
 }
 
 const MAX_ERROR_TEXT = 256;
+/**
+ * DATA payloads shorter than this are copied out of their message and, while the reader
+ * is behind, coalesced: a peer sending 1-byte packets must not make the receiver hold an
+ * object (or a whole pinned message) per byte of window.
+ */
+const SMALL_DATA = 1024;
+/** Capacity of a connection's coalescing buffer. */
+const STAGE_BYTES = 4096;
 /** How often a session re-checks a pipe that is full but gave no drain promise. */
 const DRAIN_POLL_MS = 5;
 
@@ -295,6 +310,7 @@ export class KonnectivitySession implements Dialer<string>, AsyncDisposable {
     this.closed = new Promise((r) => {
       this.#resolveClosed = r;
     });
+    pipe.limitMessageSize?.(this.config.maxMessageSize);
     pipe.start({
       message: (msg) => this.#onMessage(msg),
       closed: (err) =>
@@ -317,7 +333,7 @@ export class KonnectivitySession implements Dialer<string>, AsyncDisposable {
   /** A snapshot of tables and buffers; see {@link SessionStats}. */
   stats(): SessionStats {
     let recv = 0;
-    for (const c of this.#conns.values()) recv += c.channel.queuedReadBytes;
+    for (const c of this.#conns.values()) recv += this.#held(c);
     const c = this.config;
     return {
       state: this.#state,
@@ -381,8 +397,11 @@ export class KonnectivitySession implements Dialer<string>, AsyncDisposable {
         cleanup: () => {
           if (timer !== undefined) this.#timers.clearTimeout(timer);
           timer = undefined;
+          if (entry.answerDeadline !== undefined) this.#timers.clearTimeout(entry.answerDeadline);
+          entry.answerDeadline = undefined;
           signal?.removeEventListener("abort", onAbort);
         },
+        answerDeadline: undefined,
       };
       this.#pending.set(random, entry);
       timer = this.#timers.setTimeout(() => {
@@ -408,8 +427,22 @@ export class KonnectivitySession implements Dialer<string>, AsyncDisposable {
     entry.state = "cancelled";
     entry.cleanup();
     entry.reject(err);
-    if (this.#state === "open")
-      this.#sendControl({ type: PacketType.DIAL_CLS, random: entry.random });
+    if (this.#state !== "open") return;
+    this.#sendControl({ type: PacketType.DIAL_CLS, random: entry.random });
+    // The id stays reserved until the DIAL_RSP the peer owes (SPEC 4). A peer that never
+    // sends it would pin the pending-dial table (and, at maxPendingDials, refuse every
+    // dial) for the life of the session: give it dialTimeoutMs more, then go away.
+    const ms = this.config.dialTimeoutMs;
+    entry.answerDeadline = this.#timers.setTimeout(
+      () => {
+        entry.answerDeadline = undefined;
+        if (this.#pending.get(entry.random) !== entry) return;
+        const msg = `no DIAL_RSP for cancelled dial ${entry.random} within ${ms} ms`;
+        this.#die(new ProtocolError(msg), { code: GoAwayCode.PROTOCOL_ERROR, message: msg });
+      },
+      ms,
+      true,
+    );
   }
 
   // ---- session lifecycle ----------------------------------------------------------
@@ -633,14 +666,68 @@ export class KonnectivitySession implements Dialer<string>, AsyncDisposable {
     );
   }
 
+  /** Bytes received on `conn` that its reader has not taken (queued or coalescing). */
+  #held(conn: Conn): number {
+    return conn.channel.queuedReadBytes + conn.staged;
+  }
+
+  /** The reader pulled: once it has caught up, hand it what was coalesced meanwhile. */
+  #onResume(conn: Conn): void {
+    if (conn.staged > 0 && conn.channel.queuedReadBytes === 0) {
+      this.#flushStage(conn);
+      conn.stage = undefined; // an idle connection holds no buffer
+    }
+    this.#maybeGrant(conn);
+  }
+
+  /**
+   * Hand a DATA payload to the reader, bounding what it costs beyond its bytes: a view
+   * pins its whole message, so a payload that is not most of its message is copied; small
+   * payloads that arrive while the reader is behind are coalesced into one chunk, so the
+   * number of queued chunks stays near bytes / SMALL_DATA whatever the peer's packet sizes.
+   */
+  #deliver(conn: Conn, data: Uint8Array): void {
+    const n = data.byteLength;
+    // An empty payload carries nothing; queued, it would cost an entry and no window.
+    if (n === 0) return;
+    if (n >= SMALL_DATA) {
+      this.#flushStage(conn);
+      conn.channel.deliver(data.buffer.byteLength > 2 * n ? data.slice() : data);
+      return;
+    }
+    if (conn.channel.queuedReadBytes === 0) {
+      // The reader is waiting or caught up: no coalescing delay.
+      this.#flushStage(conn);
+      conn.channel.deliver(data.slice());
+      return;
+    }
+    if (conn.staged + n > STAGE_BYTES) this.#flushStage(conn);
+    conn.stage ??= new Uint8Array(STAGE_BYTES);
+    conn.stage.set(data, conn.staged);
+    conn.staged += n;
+  }
+
+  #flushStage(conn: Conn): void {
+    const stage = conn.stage;
+    const n = conn.staged;
+    if (stage === undefined || n === 0) return;
+    conn.staged = 0; // before delivering: delivery may call back into #onResume
+    if (2 * n >= stage.byteLength) {
+      conn.stage = undefined;
+      conn.channel.deliver(stage.subarray(0, n));
+    } else {
+      conn.channel.deliver(stage.slice(0, n));
+    }
+  }
+
   #maybeGrant(conn: Conn): void {
     if (this.#state !== "open" || (conn.state !== "open" && conn.state !== "fin-sent")) return;
-    const free = conn.recvWindow - conn.channel.queuedReadBytes - conn.recvCredit;
+    const free = conn.recvWindow - this.#held(conn) - conn.recvCredit;
     if (free <= 0 || free < conn.recvWindow / 4) return;
     conn.epochGranted += free;
     if (conn.epochGranted > conn.recvWindow / 2) this.#autotune(conn);
     // Growth (if any) is granted right away, together with what the reader freed.
-    const credit = conn.recvWindow - conn.channel.queuedReadBytes - conn.recvCredit;
+    const credit = conn.recvWindow - this.#held(conn) - conn.recvCredit;
     conn.recvCredit += credit;
     this.#sendControl({ type: PacketType.WINDOW_UPDATE, connectID: conn.id, credit });
   }
@@ -687,12 +774,14 @@ export class KonnectivitySession implements Dialer<string>, AsyncDisposable {
       epochGranted: 0,
       recvCredit: this.config.connectionWindow,
       windowWaiter: undefined,
+      stage: undefined,
+      staged: 0,
       incomingRandom,
     };
     const port: TunnelPort = {
       send: (chunk) => this.#connSend(conn, chunk),
       sendEnd: () => this.#connSendEnd(conn),
-      resume: () => this.#maybeGrant(conn),
+      resume: () => this.#onResume(conn),
       release: () => this.#connRelease(conn),
       destroy: (reset) => this.#connDestroy(conn, reset),
     };
@@ -816,6 +905,7 @@ export class KonnectivitySession implements Dialer<string>, AsyncDisposable {
           this.#violation(`second HALF_CLOSE on ${conn.id}`);
         }
         conn.state = tunnelTransition(conn.state, "recv-fin");
+        this.#flushStage(conn);
         conn.channel.deliverEnd();
         return;
       }
@@ -867,7 +957,7 @@ export class KonnectivitySession implements Dialer<string>, AsyncDisposable {
       );
     }
     conn.recvCredit -= data.byteLength;
-    conn.channel.deliver(data);
+    this.#deliver(conn, data);
     this.#maybeGrant(conn);
   }
 

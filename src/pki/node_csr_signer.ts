@@ -11,17 +11,20 @@ import { AbortedError, CsrDeniedError, PeerVerificationError } from "../channel/
 import { DerError, parseOne } from "./_der.ts";
 import {
   type GeneralNameEntry,
+  KeyUsageBit,
   type ParsedCsr,
   parseBasicConstraints,
   parseCsrDer,
+  parseEku,
   parseGeneralNames,
+  parseKeyUsage,
 } from "./_parse.ts";
 import { checkKeyStrength, verifySignature } from "./_signature.ts";
 import { x509 } from "./_x509.ts";
 import type { BootstrapTokenStore } from "./bootstrap_token.ts";
 import { type CertificateAuthority, type IssuanceConfig, issueCertificate } from "./issue.ts";
 import { formatIp, normalizeDnsName, parseIp } from "./names.ts";
-import { ExtensionOid } from "./oids.ts";
+import { EkuOid, ExtensionOid } from "./oids.ts";
 import { type CsrInput, csrToDer, decodePem, PemLabel, type X509Certificate } from "./pem.ts";
 
 /**
@@ -36,7 +39,9 @@ import { type CsrInput, csrToDer, decodePem, PemLabel, type X509Certificate } fr
  * - `control-plane-san`: a SAN names the control plane (kubernetes, kubernetes.default*, API server IPs);
  * - `san-not-allowed`: a DNS or IP SAN the policy does not allow for this node (or any SAN on a client certificate);
  * - `email-san`, `uri-san`, `other-san`: SAN forms refused unless the policy allows them;
- * - `bad-extension`: the CSR asks for CA rights or for an extension we do not grant;
+ * - `bad-extension`: the CSR asks for CA rights, for an extension we do not grant, or for
+ *   usages other than exactly what the profile gets (keyUsage digitalSignature, plus
+ *   keyEncipherment for an RSA key; extKeyUsage serverAuth and/or clientAuth as the profile says);
  * - `hook-denied`, `hook-failed`: the approval hook said no, threw or timed out.
  */
 export type CsrDenyReason =
@@ -192,6 +197,34 @@ function csrDer(input: CsrInput): Uint8Array {
 }
 
 /**
+ * A requested keyUsage must be exactly what node certificates get: digitalSignature,
+ * plus keyEncipherment for an RSA key (k8s kubelet CSR rules).
+ */
+function checkRequestedKeyUsage(mask: number, rsa: boolean): void {
+  const allowed = KeyUsageBit.digitalSignature | (rsa ? KeyUsageBit.keyEncipherment : 0);
+  if (!(mask & KeyUsageBit.digitalSignature) || mask & ~allowed) {
+    throw deny(
+      "bad-extension",
+      `CSR asks for key usages 0x${mask.toString(16)}; only digitalSignature${rsa ? " (and keyEncipherment)" : ""} is granted`,
+    );
+  }
+}
+
+/** A requested extKeyUsage must name exactly the profile's usages. */
+function checkRequestedEku(ekus: readonly string[], profile: "client" | "server" | "both"): void {
+  const want = new Set<string>();
+  if (profile !== "client") want.add(EkuOid.serverAuth);
+  if (profile !== "server") want.add(EkuOid.clientAuth);
+  const got = new Set(ekus);
+  if (got.size !== want.size || [...got].some((o) => !want.has(o))) {
+    throw deny(
+      "bad-extension",
+      `CSR asks for extended key usages ${[...got].join(", ")}; a ${profile} certificate gets ${[...want].join(", ")}`,
+    );
+  }
+}
+
+/**
  * Signs node certificates after the kubelet TLS bootstrap checks.
  *
  * @example
@@ -315,7 +348,11 @@ export class NodeCsrSigner {
         else if (e.oid === ExtensionOid.basicConstraints) {
           if (parseBasicConstraints(e.value).ca)
             throw deny("bad-extension", "CSR asks for a CA certificate");
-        } else if (e.oid !== ExtensionOid.keyUsage && e.oid !== ExtensionOid.extKeyUsage) {
+        } else if (e.oid === ExtensionOid.keyUsage) {
+          checkRequestedKeyUsage(parseKeyUsage(e.value), csr.spki.kind === "rsa");
+        } else if (e.oid === ExtensionOid.extKeyUsage) {
+          checkRequestedEku(parseEku(e.value), profile);
+        } else {
           parseOne(e.value);
           throw deny("bad-extension", `CSR asks for extension ${e.oid}, which is not granted`);
         }
