@@ -7,3 +7,4 @@ export * from "./src/channel/mod.ts";
 export * from "./src/konnectivity/mod.ts";
 export * from "./src/pki/mod.ts";
 export * from "./src/tcp/mod.ts";
+export * from "./src/tls/mod.ts";

@@ -1,0 +1,94 @@
+/**
+ * A `node:stream` Duplex over a spokewire {@link Channel}, so `node:tls` (or
+ * anything else that wants a node stream) can run over any transport: a memory
+ * pair, an SSH direct-tcpip channel, a Konnectivity stream.
+ *
+ * - Reads pull one chunk at a time from the channel's readable (backpressure:
+ *   no read while the duplex's buffer is full).
+ * - Writes resolve when the channel's writable has room (`writer.ready`).
+ * - `end()` half-closes the channel; the channel's end-of-stream ends the duplex.
+ * - `destroy(err)` aborts the channel; a channel error destroys the duplex.
+ * - `destroy()` without an error leaves the channel alone: the owner decides
+ *   between `close()` and `abort()`.
+ *
+ * @module
+ */
+
+import { Duplex } from "node:stream";
+import type { Channel } from "../channel/types.ts";
+
+/**
+ * Lets the consumer above a duplex stop it from reading its source, whatever
+ * the duplex's own consumer does (Deno's TLS keeps reading a paused stream).
+ */
+export interface ReadGate {
+  held: boolean;
+  /** Set by the duplex: call after clearing `held`. */
+  release?: () => void;
+}
+
+/**
+ * Adapt `channel` to a Duplex. The channel's readable and writable stay locked
+ * by the duplex for its lifetime.
+ */
+export function channelToDuplex(channel: Channel, gate?: ReadGate): Duplex {
+  const reader = channel.readable.getReader();
+  const writer = channel.writable.getWriter();
+  let pumping = false;
+  const duplex = new Duplex({
+    allowHalfOpen: true,
+    read(): void {
+      if (pumping || gate?.held) return;
+      pumping = true;
+      void pump();
+    },
+    write(chunk: Uint8Array, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+      const view = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+      writer.write(view).catch((err: Error) => duplex.destroy(err));
+      if ((writer.desiredSize ?? 0) > 0) cb();
+      else
+        writer.ready.then(
+          () => cb(),
+          (err: Error) => cb(err),
+        );
+    },
+    final(cb: (err?: Error | null) => void): void {
+      writer.close().then(
+        () => cb(),
+        (err: Error) => cb(err),
+      );
+    },
+    destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+      if (err) channel.abort(err);
+      cb(err);
+    },
+  });
+
+  async function pump(): Promise<void> {
+    try {
+      // Ends when the channel ends or the duplex's buffer is full (push() returns false).
+      for (;;) {
+        const r = await reader.read();
+        if (r.done) {
+          duplex.push(null);
+          return;
+        }
+        if (!duplex.push(r.value) || gate?.held) {
+          pumping = false;
+          return;
+        }
+      }
+    } catch (err) {
+      duplex.destroy(err as Error);
+    }
+  }
+
+  if (gate) {
+    gate.release = () => {
+      if (pumping) return;
+      pumping = true;
+      void pump();
+    };
+  }
+  return duplex;
+}

@@ -1,0 +1,504 @@
+/**
+ * TLS through `node:tls`, in Deno and Node, over TCP or over any spokewire
+ * {@link Channel}. The rest of spokewire sees only opaque contexts,
+ * transports and a {@link TlsSession} whose connection is a {@link RawConn}.
+ *
+ * Runtime facts this adapter works around (measured, see DESIGN.md):
+ * - `Deno.listenTls` cannot request client certificates, so both runtimes use
+ *   `node:tls`, client and server.
+ * - A server-side `tls.TLSSocket` never sets `.authorized`: the verification
+ *   result is read with `ssl.verifyError()` and judged by the caller.
+ * - In Deno a `node:tls` socket layered directly on a `node:net` socket reports
+ *   a TCP reset as a clean end. Deno therefore runs TLS over a forwarding
+ *   Duplex around the TCP socket, where the reset stays visible as an error.
+ *   Node layers TLS on the socket itself (the fast path).
+ *
+ * @module
+ */
+
+import * as net from "node:net";
+import { Duplex } from "node:stream";
+import * as tls from "node:tls";
+import type { Channel } from "../channel/types.ts";
+import { channelToDuplex, type ReadGate } from "./channel_duplex.ts";
+import { type RawConn, wrapSocket } from "./net.ts";
+
+const IS_DENO = typeof (globalThis as { Deno?: unknown }).Deno !== "undefined";
+
+/** What a TLS context is made of (PEM text). */
+export interface TlsContextInit {
+  /** Our certificate chain (leaf first), PEM. */
+  readonly cert?: string;
+  /** Our private key, PEM. */
+  readonly key?: string;
+  /** Trust anchors, PEM. */
+  readonly ca: readonly string[];
+  /** Add the runtime's bundled public roots to `ca`. */
+  readonly useSystemRoots: boolean;
+  readonly minVersion: "TLSv1.2" | "TLSv1.3";
+  /** OpenSSL cipher list / TLS 1.3 suites, passed through. */
+  readonly ciphers?: string;
+}
+
+/** An opaque, immutable TLS configuration (credentials + trust + versions). */
+export interface TlsContext {
+  readonly kind: "tls-context";
+}
+
+interface ContextImpl extends TlsContext {
+  readonly secure: tls.SecureContext;
+}
+
+/** Build a context. Throws the runtime's error when a PEM or key does not parse. */
+export function createTlsContext(init: TlsContextInit): TlsContext {
+  const ca = init.useSystemRoots ? [...tls.rootCertificates, ...init.ca] : [...init.ca];
+  const secure = tls.createSecureContext({
+    cert: init.cert,
+    key: init.key,
+    ca,
+    minVersion: init.minVersion,
+    maxVersion: "TLSv1.3",
+    ciphers: init.ciphers,
+  });
+  const impl: ContextImpl = { kind: "tls-context", secure };
+  return impl;
+}
+
+/** Where a TLS session runs: a connected TCP socket or a spokewire Channel. Opaque. */
+export interface TlsTransport {
+  readonly kind: "tcp" | "channel";
+  /** Free the transport without TLS (after a failed handshake). */
+  abort(): void;
+}
+
+interface TcpTransport extends TlsTransport {
+  readonly kind: "tcp";
+  readonly socket: net.Socket;
+}
+
+interface ChannelTransport extends TlsTransport {
+  readonly kind: "channel";
+  readonly channel: Channel;
+}
+
+function resetSocket(s: net.Socket): void {
+  if (s.destroyed) return;
+  if (typeof s.resetAndDestroy === "function" && !s.connecting) s.resetAndDestroy();
+  else s.destroy();
+}
+
+function tcpTransport(socket: net.Socket): TcpTransport {
+  socket.on("error", () => {});
+  return { kind: "tcp", socket, abort: () => resetSocket(socket) };
+}
+
+/** Use a spokewire Channel as the transport for TLS. */
+export function channelTransport(channel: Channel): TlsTransport {
+  const t: ChannelTransport = {
+    kind: "channel",
+    channel,
+    abort: () => channel.abort(new Error("TLS handshake abandoned")),
+  };
+  return t;
+}
+
+/** Connect TCP for TLS. Rejects with the runtime's error (with `.code`). */
+export function connectTcpTransport(
+  addr: { host: string; port: number },
+  opts: { onPending?: (cancel: () => void) => void } = {},
+): Promise<TlsTransport> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: addr.host, port: addr.port, allowHalfOpen: true });
+    const onError = (e: Error): void => reject(e);
+    socket.once("error", onError);
+    opts.onPending?.(() => socket.destroy());
+    socket.once("connect", () => {
+      socket.off("error", onError);
+      socket.setNoDelay(true);
+      resolve(tcpTransport(socket));
+    });
+  });
+}
+
+/** A listening TCP server handing out transports for TLS. */
+export interface TransportServer {
+  readonly addr: string;
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/** Listen on TCP; every accepted socket goes to `onTransport`. */
+export function listenTcpTransports(
+  addr: { host: string; port: number },
+  onTransport: (t: TlsTransport) => void,
+): Promise<TransportServer> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer({ allowHalfOpen: true }, (socket) => {
+      socket.setNoDelay(true);
+      onTransport(tcpTransport(socket));
+    });
+    server.once("error", reject);
+    server.listen(addr.port, addr.host, () => {
+      server.off("error", reject);
+      const a = server.address();
+      const port = typeof a === "object" && a ? a.port : 0;
+      const host = addr.host.includes(":") ? `[${addr.host}]` : addr.host;
+      resolve({
+        addr: `${host}:${port}`,
+        port,
+        // Stop accepting now; live connections go on (server.close()'s callback would
+        // wait for every one of them to end).
+        close: () =>
+          new Promise<void>((res) => {
+            server.close();
+            setImmediate(res);
+          }),
+      });
+    });
+  });
+}
+
+/** How the first moments after a handshake went (see {@link TlsSession.firstEvent}). */
+export type FirstEvent =
+  | { readonly kind: "data" }
+  | { readonly kind: "end" }
+  | { readonly kind: "error"; readonly code: string | undefined; readonly error: Error };
+
+/** A completed TLS handshake. Verification is the caller's job. */
+export interface TlsSession {
+  /** The TLS connection as a {@link RawConn} (not attached yet). */
+  readonly conn: RawConn;
+  /** The peer's certificate chain as sent, DER, leaf first; empty when it sent none. */
+  readonly peerChain: readonly Uint8Array[];
+  /** The runtime's verification result: an OpenSSL-style code, or undefined when it passed. */
+  readonly verifyError: string | undefined;
+  /** e.g. `TLSv1.3`. */
+  readonly protocol: string;
+  /** e.g. `TLS_AES_128_GCM_SHA256`. */
+  readonly cipher: string;
+  /** Resolves with the first of: data arrived, the peer ended, the connection failed. */
+  firstEvent(): { promise: Promise<FirstEvent>; cancel(): void };
+}
+
+/** Options of {@link tlsHandshake}. */
+export interface TlsHandshakeOptions {
+  readonly role: "client" | "server";
+  readonly context: TlsContext;
+  /** Client: SNI name (omit for IP addresses). */
+  readonly servername?: string;
+  /** Server: ask for a client certificate. */
+  readonly requestCert?: boolean;
+  /** Called with a cancel function while the handshake runs. */
+  readonly onPending?: (cancel: () => void) => void;
+}
+
+function errorCode(e: unknown): string | undefined {
+  const c = (e as { code?: unknown } | null)?.code;
+  return typeof c === "string" ? c : undefined;
+}
+
+function peerChainOf(s: tls.TLSSocket): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  let c = s.getPeerCertificate(true) as tls.DetailedPeerCertificate | undefined;
+  const seen = new Set<unknown>();
+  for (let i = 0; c?.raw && !seen.has(c) && i < 16; i++) {
+    seen.add(c);
+    const raw = c.raw;
+    const der = new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength).slice();
+    // A self-signed root links to itself; some runtimes repeat it as a fresh object.
+    if (out.length > 0 && sameBytes(out[out.length - 1], der)) break;
+    out.push(der);
+    c = c.issuerCertificate;
+  }
+  return out;
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.byteLength !== b.byteLength) return false;
+  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function verifyErrorOf(s: tls.TLSSocket, role: "client" | "server"): string | undefined {
+  const ssl = (s as unknown as { ssl?: { verifyError?: () => unknown } }).ssl;
+  let v: unknown;
+  try {
+    v = ssl?.verifyError?.();
+  } catch {
+    v = undefined;
+  }
+  if (typeof v === "string" && v !== "") return v;
+  if (v && typeof v === "object") return errorCode(v) ?? "UNKNOWN_VERIFY_ERROR";
+  if (role === "client" && !s.authorized) {
+    const a = s.authorizationError as unknown;
+    if (typeof a === "string" && a !== "") return a;
+    if (a && typeof a === "object") return errorCode(a) ?? "UNKNOWN_VERIFY_ERROR";
+  }
+  return undefined;
+}
+
+/** A Duplex forwarding to a TCP socket (Deno: keeps resets visible to TLS). */
+function forwardingDuplex(raw: net.Socket, gate: ReadGate): Duplex {
+  gate.release = () => raw.resume();
+  const d: Duplex = new Duplex({
+    allowHalfOpen: true,
+    read(): void {
+      if (!gate.held) raw.resume();
+    },
+    write(chunk: Uint8Array, _e: BufferEncoding, cb: (err?: Error | null) => void): void {
+      if (raw.write(chunk)) cb();
+      else raw.once("drain", () => cb());
+    },
+    final(cb: (err?: Error | null) => void): void {
+      raw.end(() => cb());
+    },
+    destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+      if (err) resetSocket(raw);
+      else raw.destroy();
+      cb(err);
+    },
+  });
+  raw.on("data", (c: Uint8Array) => {
+    if (!d.push(c) || gate.held) raw.pause();
+  });
+  raw.on("end", () => d.push(null));
+  raw.on("error", (e) => d.destroy(e));
+  raw.on("close", () => {
+    if (!d.destroyed && !d.readableEnded) d.destroy(new Error("socket closed"));
+  });
+  return d;
+}
+
+/** Run a TLS handshake over `transport`. Rejects with the runtime's error (with `.code`). */
+export function tlsHandshake(
+  transport: TlsTransport,
+  opts: TlsHandshakeOptions,
+): Promise<TlsSession> {
+  const secureContext = (opts.context as ContextImpl).secure;
+  let stream: net.Socket | Duplex;
+  const gate: ReadGate = { held: false };
+  if (transport.kind === "tcp") {
+    const raw = (transport as TcpTransport).socket;
+    stream = IS_DENO ? forwardingDuplex(raw, gate) : raw;
+  } else {
+    stream = channelToDuplex((transport as ChannelTransport).channel, gate);
+  }
+  const lower = (s: net.Socket | Duplex): Duplex | undefined =>
+    transport.kind === "tcp" && s === (transport as TcpTransport).socket ? undefined : s;
+  const socket =
+    opts.role === "client"
+      ? tls.connect({
+          socket: stream as net.Socket,
+          secureContext,
+          servername: opts.servername,
+          rejectUnauthorized: false,
+          checkServerIdentity: () => undefined,
+        })
+      : new tls.TLSSocket(stream as net.Socket, {
+          isServer: true,
+          secureContext,
+          requestCert: opts.requestCert ?? true,
+          rejectUnauthorized: false,
+        });
+  const hardReset = (): void => {
+    transport.abort();
+    setImmediate(() => socket.destroy());
+  };
+  return new Promise<TlsSession>((resolve, reject) => {
+    let settled = false;
+    const fail = (e: Error): void => {
+      if (settled) return;
+      settled = true;
+      hardReset();
+      reject(e);
+    };
+    const onError = (e: Error): void => fail(e);
+    const onClose = (): void => {
+      const e = new Error("connection closed during the TLS handshake") as Error & {
+        code: string;
+      };
+      e.code = "ECONNRESET";
+      fail(e);
+    };
+    socket.on("error", onError);
+    socket.on("close", onClose);
+    opts.onPending?.(() => fail(new Error("TLS handshake cancelled")));
+    socket.once(opts.role === "client" ? "secureConnect" : "secure", () => {
+      if (settled) return;
+      settled = true;
+      socket.off("error", onError);
+      socket.off("close", onClose);
+      resolve(makeSession(socket, transport, opts.role, lower(stream), gate));
+    });
+  });
+}
+
+/**
+ * Bytes the stream under TLS may hold before writes report backpressure. Deno's
+ * TLS over a JS stream ignores that stream's `write()` result, so the bound is
+ * kept here.
+ */
+const LOWER_WRITE_LIMIT = 64 * 1024;
+
+function waitEvent(
+  target: Duplex | net.Socket,
+  event: string,
+  ready: () => boolean,
+  alive: () => boolean,
+): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    if (ready()) return resolve();
+    if (!alive()) return reject(new Error("socket closed"));
+    const onEvent = (): void => {
+      if (!ready()) return;
+      cleanup();
+      resolve();
+    };
+    const onClose = (): void => {
+      cleanup();
+      reject(new Error("socket closed"));
+    };
+    const cleanup = (): void => {
+      target.off(event, onEvent);
+      target.off("close", onClose);
+    };
+    target.on(event, onEvent);
+    target.once("close", onClose);
+  });
+}
+
+function makeSession(
+  socket: tls.TLSSocket,
+  transport: TlsTransport,
+  role: "client" | "server",
+  lowerStream: Duplex | undefined,
+  gate: ReadGate,
+): TlsSession {
+  const peerChain = peerChainOf(socket);
+  const verifyError = verifyErrorOf(socket, role);
+  const protocol = socket.getProtocol() ?? "unknown";
+  const cipher = socket.getCipher()?.standardName ?? socket.getCipher()?.name ?? "unknown";
+  let ended = false;
+  let finished = false;
+  socket.on("end", () => {
+    ended = true;
+  });
+  socket.on("finish", () => {
+    finished = true;
+  });
+  const base = wrapSocket(socket);
+  let remote = base.remoteAddress;
+  let local = base.localAddress;
+  if (transport.kind === "channel") {
+    remote = "channel";
+    local = "channel";
+  } else if (IS_DENO) {
+    const raw = (transport as TcpTransport).socket;
+    remote = fmt(raw.remoteAddress, raw.remotePort);
+    local = fmt(raw.localAddress, raw.localPort);
+  }
+  const lowerFull = (): boolean =>
+    lowerStream !== undefined && lowerStream.writableLength >= LOWER_WRITE_LIMIT;
+  const conn: RawConn = {
+    ...base,
+    attach(ev): void {
+      base.attach({
+        ...ev,
+        onData: (chunk) => {
+          const more = ev.onData(chunk);
+          // Stop the transport under TLS too: Deno's TLS reads on while paused.
+          if (!more && lowerStream) gate.held = true;
+          return more;
+        },
+      });
+    },
+    resume(): void {
+      if (gate.held) {
+        gate.held = false;
+        gate.release?.();
+      }
+      base.resume();
+    },
+    write(chunk: Uint8Array): boolean {
+      const ok = socket.write(chunk);
+      return ok && !lowerFull();
+    },
+    async drained(): Promise<void> {
+      const alive = (): boolean => !socket.destroyed;
+      await waitEvent(socket, "drain", () => !socket.writableNeedDrain, alive);
+      if (lowerStream) {
+        const l = lowerStream;
+        await waitEvent(
+          l,
+          "drain",
+          () => !lowerFull(),
+          () => !l.destroyed && alive(),
+        );
+      }
+    },
+    localAddress: local,
+    remoteAddress: remote,
+    reset(): void {
+      if (transport.kind === "tcp") resetSocket((transport as TcpTransport).socket);
+      else (transport as ChannelTransport).channel.abort(new Error("TLS channel reset"));
+      // Node: destroying the TLS socket in the same tick as resetting the TCP socket
+      // under it can crash the process (TLSWrap reads a freed handle); let it close
+      // itself from the reset.
+      setImmediate(() => socket.destroy());
+    },
+    destroy(): void {
+      socket.destroy();
+      if (transport.kind === "tcp") {
+        (transport as TcpTransport).socket.destroy();
+        return;
+      }
+      const ch = (transport as ChannelTransport).channel;
+      if (ended && finished) ch.close().catch(() => {});
+      else ch.abort(new Error("TLS connection torn down"));
+    },
+  };
+  return {
+    conn,
+    peerChain,
+    verifyError,
+    protocol,
+    cipher,
+    firstEvent() {
+      let done: ((e: FirstEvent) => void) | undefined;
+      const promise = new Promise<FirstEvent>((resolve) => {
+        done = resolve;
+      });
+      const finish = (e: FirstEvent): void => {
+        cleanup();
+        done?.(e);
+        done = undefined;
+      };
+      const onData = (): void => finish({ kind: "data" });
+      const onEnd = (): void => finish({ kind: "end" });
+      const onError = (e: Error): void => finish({ kind: "error", code: errorCode(e), error: e });
+      const onClose = (): void => {
+        const e = new Error("connection closed") as Error & { code: string };
+        e.code = "ECONNRESET";
+        finish({ kind: "error", code: e.code, error: e });
+      };
+      const cleanup = (): void => {
+        socket.off("data", onData);
+        socket.off("end", onEnd);
+        socket.off("error", onError);
+        socket.off("close", onClose);
+      };
+      socket.on("data", onData);
+      socket.on("end", onEnd);
+      socket.on("error", onError);
+      socket.on("close", onClose);
+      if (ended) finish({ kind: "end" });
+      else if (socket.destroyed) onClose();
+      return { promise, cancel: cleanup };
+    },
+  };
+}
+
+function fmt(host: string | undefined, port: number | undefined): string {
+  if (host === undefined) return "unknown";
+  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+}

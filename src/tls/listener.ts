@@ -1,0 +1,189 @@
+/**
+ * The mutual-TLS server: a TCP listener, and TLS as the server over any
+ * existing Channel. Client certificates are required and verified by default;
+ * an authorizer can admit only some verified identities.
+ *
+ * @module
+ */
+
+import { channelTransport, listenTcpTransports, type TlsTransport } from "../_runtime/tls.ts";
+import { AcceptQueue, DEFAULT_ACCEPT_BACKLOG } from "../channel/accept_queue.ts";
+import { positiveInt } from "../channel/config.ts";
+import { ChannelResetError, ListenError, SpokewireError } from "../channel/errors.ts";
+import type { Channel, DialOptions, Listener } from "../channel/types.ts";
+import {
+  DEFAULT_TLS_AUTHORIZE_TIMEOUT_MS,
+  DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS,
+  normalizeFingerprint,
+  type TlsCredentials,
+  type TlsServerOptions,
+  verifyTlsServerOptions,
+} from "./config.ts";
+import { ContextHolder } from "./context_holder.ts";
+import { establish } from "./establish.ts";
+
+/**
+ * Accepts TLS as the server: over a Channel with {@link TlsAcceptor.acceptOver},
+ * and for every connection of a {@link listenTls} listener.
+ *
+ * @example
+ * ```ts ignore
+ * const acceptor = new TlsAcceptor({ credentials: { ca, cert, key }, authorize: (p) => p.groups?.includes("system:nodes") ?? false });
+ * const verified = await acceptor.acceptOver(sshChannel);
+ * ```
+ */
+export class TlsAcceptor {
+  readonly #opts: TlsServerOptions;
+  readonly #ctx: ContextHolder;
+
+  constructor(options: TlsServerOptions) {
+    verifyTlsServerOptions(options);
+    this.#opts = options;
+    this.#ctx = new ContextHolder(options, true);
+  }
+
+  /** Rotate certificate, key and CA bundle: open channels keep theirs, new handshakes use these. */
+  updateCredentials(credentials: TlsCredentials): void {
+    this.#ctx.update(credentials);
+  }
+
+  /** Run TLS as the server over `channel` and verify the client. The result owns `channel`. */
+  acceptOver(channel: Channel, options: DialOptions = {}): Promise<Channel> {
+    return this.accept(channelTransport(channel), "a client over a channel", options.signal);
+  }
+
+  /** @internal Run the server side over a transport. */
+  accept(transport: TlsTransport, who: string, signal?: AbortSignal): Promise<Channel> {
+    const o = this.#opts;
+    const require = o.requireClientCert !== false;
+    return establish(transport, {
+      context: this.#ctx.current,
+      requestCert: true,
+      handshakeTimeoutMs: o.handshakeTimeoutMs ?? DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS,
+      refusalWindowMs: 0,
+      presentedCert: true,
+      config: o.config,
+      signal,
+      policy: {
+        role: "server",
+        requireClientCert: require,
+        roots: this.#ctx.roots,
+        pins: new Set((o.pinnedFingerprints ?? []).map(normalizeFingerprint)),
+        skipVerification: o.dangerouslySkipVerification === true,
+        logger: o.logger ?? console,
+        now: o.now ?? (() => new Date()),
+        authorize: o.authorize,
+        authorizeTimeoutMs: o.authorizeTimeoutMs ?? DEFAULT_TLS_AUTHORIZE_TIMEOUT_MS,
+        describe: who,
+      },
+    });
+  }
+}
+
+/** Options of {@link listenTls}. */
+export interface TlsListenOptions extends TlsServerOptions {
+  /** Verified channels waiting for the caller before new ones are reset. Default 128. */
+  readonly backlog?: number;
+  /**
+   * Told about every connection refused during the handshake or verification
+   * (PEER_VERIFICATION_FAILED with its reason, TIMEOUT, DIAL_FAILED). Such
+   * connections are reset and never yielded.
+   */
+  readonly onRefused?: (error: SpokewireError) => void;
+}
+
+/** A TLS listener; {@link TlsListener.updateCredentials} rotates its certificate live. */
+export interface TlsListener extends Listener {
+  updateCredentials(credentials: TlsCredentials): void;
+}
+
+class TlsListenerImpl implements TlsListener {
+  readonly addr: string;
+  readonly #queue: AcceptQueue;
+  readonly #acceptor: TlsAcceptor;
+  readonly #close: () => Promise<void>;
+  readonly #stop = new AbortController();
+  #closing: Promise<void> | undefined;
+
+  constructor(addr: string, queue: AcceptQueue, acceptor: TlsAcceptor, close: () => Promise<void>) {
+    this.addr = addr;
+    this.#queue = queue;
+    this.#acceptor = acceptor;
+    this.#close = close;
+  }
+
+  get stopSignal(): AbortSignal {
+    return this.#stop.signal;
+  }
+
+  updateCredentials(credentials: TlsCredentials): void {
+    this.#acceptor.updateCredentials(credentials);
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      this.#queue.end();
+      this.#stop.abort(new Error("listener closed"));
+      await this.#close();
+    })();
+    return this.#closing;
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<Channel> {
+    return this.#queue[Symbol.asyncIterator]();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+/**
+ * Listen for mutual-TLS connections on TCP (default host 127.0.0.1). Yields
+ * only verified (and authorized) channels.
+ *
+ * @example
+ * ```ts ignore
+ * import { listenTls } from "spokewire";
+ * const l = await listenTls({ port: 10250 }, {
+ *   credentials: { ca: caPem, cert: serverPem, key: serverKeyPem },
+ *   authorize: (peer) => peer.groups?.includes("system:nodes") ?? false,
+ * });
+ * for await (const ch of l) console.log(ch.peer.id);
+ * ```
+ */
+export async function listenTls(
+  addr: { host?: string; port: number },
+  options: TlsListenOptions,
+): Promise<TlsListener> {
+  const host = addr.host ?? "127.0.0.1";
+  positiveInt("port", addr.port, 0, 65535);
+  const acceptor = new TlsAcceptor(options);
+  const backlog = options.backlog ?? DEFAULT_ACCEPT_BACKLOG;
+  positiveInt("backlog", backlog, 1, 1_000_000);
+  const queue = new AcceptQueue(backlog);
+  let listener: TlsListenerImpl | undefined;
+  const onTransport = (t: TlsTransport): void => {
+    if (!listener || queue.ended) {
+      t.abort();
+      return;
+    }
+    acceptor.accept(t, `client of ${listener.addr}`, listener.stopSignal).then(
+      (ch) => {
+        if (!queue.push(ch)) ch.abort(new ChannelResetError("listener backlog full or closed"));
+      },
+      (err: unknown) => {
+        if (err instanceof SpokewireError) options.onRefused?.(err);
+      },
+    );
+  };
+  try {
+    const server = await listenTcpTransports({ host, port: addr.port }, onTransport);
+    listener = new TlsListenerImpl(server.addr, queue, acceptor, () => server.close());
+    return listener;
+  } catch (err) {
+    throw new ListenError(`cannot listen on ${host}:${addr.port}: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+}

@@ -1,0 +1,234 @@
+/**
+ * Test certificates made with the `openssl` CLI (a real, independent issuer),
+ * once per test file, into a temporary directory. ECDSA P-256 keys: fast.
+ *
+ * @module
+ */
+
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+/** One key pair with its certificate, as PEM text and as files. */
+export interface Issued {
+  readonly cert: string;
+  readonly key: string;
+  readonly certPath: string;
+  readonly keyPath: string;
+}
+
+/** Everything the TLS tests need. */
+export interface TestPki {
+  readonly dir: string;
+  /** The trusted root. */
+  readonly ca: Issued;
+  /** An intermediate CA under `ca`. */
+  readonly inter: Issued;
+  /** A root nobody trusts. */
+  readonly foreignCa: Issued;
+  /** Server: SANs DNS:localhost, DNS:node-1.example, IP:127.0.0.1; CN=system:node:node-1. */
+  readonly server: Issued;
+  /** A second server certificate from `ca` with the same SANs (for rotation). */
+  readonly server2: Issued;
+  /** Server certificate issued by `inter`; `cert` holds leaf + intermediate. */
+  readonly serverViaInter: Issued;
+  /** Same SANs as `server`, issued by `foreignCa`. */
+  readonly foreignServer: Issued;
+  /** Issued by `ca` but with SAN DNS:other.example only. */
+  readonly wrongSanServer: Issued;
+  /** Issued by `ca`, CN=localhost, no SAN at all (CN fallback must not apply). */
+  readonly cnOnlyServer: Issued;
+  /** Issued by `ca`, SANs like `server`, expired in 2020. */
+  readonly expiredServer: Issued;
+  /** Client: CN=system:node:node-1, O=system:nodes. */
+  readonly client: Issued;
+  /** Client: CN=system:node:node-2, O=system:other. */
+  readonly client2: Issued;
+  /** Client from `foreignCa`. */
+  readonly foreignClient: Issued;
+  /** Client from `ca`, expired. */
+  readonly expiredClient: Issued;
+  /** The CA bundle file (just `ca`). */
+  readonly caPath: string;
+  /** Remove the directory. */
+  cleanup(): void;
+}
+
+function ossl(args: string[], cwd: string, faketime?: string): void {
+  if (faketime) execFileSync("faketime", [faketime, "openssl", ...args], { cwd, stdio: "pipe" });
+  else execFileSync("openssl", args, { cwd, stdio: "pipe" });
+}
+
+function keygen(dir: string, name: string): string {
+  const p = join(dir, `${name}.key`);
+  ossl(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", p], dir);
+  return p;
+}
+
+function read(certPath: string, keyPath: string): Issued {
+  return {
+    cert: readFileSync(certPath, "utf8"),
+    key: readFileSync(keyPath, "utf8"),
+    certPath,
+    keyPath,
+  };
+}
+
+function makeRoot(dir: string, name: string, cn: string): Issued {
+  const keyPath = keygen(dir, name);
+  const certPath = join(dir, `${name}.crt`);
+  ossl(
+    [
+      "req",
+      "-x509",
+      "-new",
+      "-key",
+      keyPath,
+      "-subj",
+      `/CN=${cn}`,
+      "-days",
+      "30",
+      "-addext",
+      "basicConstraints=critical,CA:TRUE",
+      "-addext",
+      "keyUsage=critical,keyCertSign,cRLSign",
+      "-out",
+      certPath,
+    ],
+    dir,
+  );
+  return read(certPath, keyPath);
+}
+
+interface LeafSpec {
+  readonly subj: string;
+  readonly ext: string;
+  readonly faketime?: string;
+  readonly days?: number;
+}
+
+function issue(dir: string, name: string, issuer: Issued, spec: LeafSpec): Issued {
+  const keyPath = keygen(dir, name);
+  const csr = join(dir, `${name}.csr`);
+  const extPath = join(dir, `${name}.ext`);
+  const certPath = join(dir, `${name}.crt`);
+  writeFileSync(extPath, `[v3]\n${spec.ext}\n`);
+  ossl(["req", "-new", "-key", keyPath, "-subj", spec.subj, "-out", csr], dir);
+  ossl(
+    [
+      "x509",
+      "-req",
+      "-in",
+      csr,
+      "-CA",
+      issuer.certPath,
+      "-CAkey",
+      issuer.keyPath,
+      "-set_serial",
+      String(Math.floor(Math.random() * 1e12)),
+      "-days",
+      String(spec.days ?? 30),
+      "-extfile",
+      extPath,
+      "-extensions",
+      "v3",
+      "-out",
+      certPath,
+    ],
+    dir,
+    spec.faketime,
+  );
+  return read(certPath, keyPath);
+}
+
+const SERVER_EXT = [
+  "basicConstraints=critical,CA:FALSE",
+  "keyUsage=critical,digitalSignature",
+  "extendedKeyUsage=serverAuth",
+  "subjectAltName=DNS:localhost,DNS:node-1.example,IP:127.0.0.1",
+].join("\n");
+
+const CLIENT_EXT = [
+  "basicConstraints=critical,CA:FALSE",
+  "keyUsage=critical,digitalSignature",
+  "extendedKeyUsage=clientAuth",
+].join("\n");
+
+/**
+ * Generate the test PKI into a fresh temporary directory.
+ *
+ * @example
+ * ```ts ignore
+ * const pki = makeTestPki();
+ * after(() => pki.cleanup());
+ * ```
+ */
+export function makeTestPki(): TestPki {
+  const dir = mkdtempSync(join(tmpdir(), "spokewire-tls-"));
+  const ca = makeRoot(dir, "ca", "spokewire test root");
+  const foreignCa = makeRoot(dir, "foreign-ca", "foreign root");
+  const inter = issue(dir, "inter", ca, {
+    subj: "/CN=spokewire test intermediate",
+    ext: "basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign",
+  });
+  const serverSubj = "/O=system:nodes/CN=system:node:node-1";
+  const server = issue(dir, "server", ca, { subj: serverSubj, ext: SERVER_EXT });
+  const server2 = issue(dir, "server2", ca, { subj: serverSubj, ext: SERVER_EXT });
+  const viaInter = issue(dir, "server-inter", inter, { subj: serverSubj, ext: SERVER_EXT });
+  const serverViaInter: Issued = { ...viaInter, cert: viaInter.cert + inter.cert };
+  writeFileSync(viaInter.certPath, serverViaInter.cert);
+  const foreignServer = issue(dir, "foreign-server", foreignCa, {
+    subj: serverSubj,
+    ext: SERVER_EXT,
+  });
+  const wrongSanServer = issue(dir, "wrong-san", ca, {
+    subj: serverSubj,
+    ext: SERVER_EXT.replace(/subjectAltName=.*/, "subjectAltName=DNS:other.example"),
+  });
+  const cnOnlyServer = issue(dir, "cn-only", ca, {
+    subj: "/CN=localhost",
+    ext: SERVER_EXT.replace(/\nsubjectAltName=.*/, ""),
+  });
+  const expiredServer = issue(dir, "expired-server", ca, {
+    subj: serverSubj,
+    ext: SERVER_EXT,
+    faketime: "2020-01-01 00:00:00",
+    days: 10,
+  });
+  const clientSubj = "/O=system:nodes/CN=system:node:node-1";
+  const client = issue(dir, "client", ca, { subj: clientSubj, ext: CLIENT_EXT });
+  const client2 = issue(dir, "client2", ca, {
+    subj: "/O=system:other/CN=system:node:node-2",
+    ext: CLIENT_EXT,
+  });
+  const foreignClient = issue(dir, "foreign-client", foreignCa, {
+    subj: clientSubj,
+    ext: CLIENT_EXT,
+  });
+  const expiredClient = issue(dir, "expired-client", ca, {
+    subj: clientSubj,
+    ext: CLIENT_EXT,
+    faketime: "2020-01-01 00:00:00",
+    days: 10,
+  });
+  return {
+    dir,
+    ca,
+    inter,
+    foreignCa,
+    server,
+    server2,
+    serverViaInter,
+    foreignServer,
+    wrongSanServer,
+    cnOnlyServer,
+    expiredServer,
+    client,
+    client2,
+    foreignClient,
+    expiredClient,
+    caPath: ca.certPath,
+    cleanup: () => rmSync(dir, { recursive: true, force: true }),
+  };
+}
