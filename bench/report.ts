@@ -94,22 +94,27 @@ export function writeChart(path: string, title: string, rows: readonly Row[]): v
     if (q.ops !== undefined) bars.push({ label: `${r.name} ops`, value: q.ops, kind: "ops" });
   }
   const rowH = 22;
-  const left = 330;
-  const width = 820;
-  const scaleMax = Math.max(2, ...bars.map((b) => b.value));
-  const px = (v: number) => ((width - left - 60) * v) / scaleMax;
+  const left = 420;
+  const width = 980;
+  // Log scale from 1/4x to the largest ratio (at least 4x), so 0.9x and 240x both read.
+  const lo = Math.log2(0.25);
+  const hi = Math.log2(Math.max(4, ...bars.map((b) => b.value)));
+  const px = (v: number) => ((width - left - 70) * (Math.log2(Math.max(v, 0.25)) - lo)) / (hi - lo);
   const height = 60 + bars.length * rowH + 30;
   const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;");
+  const trim = (s: string) => (s.length > 64 ? `${s.slice(0, 61)}...` : s);
   const color: Record<string, string> = { thr: "#2b7bb9", rtt: "#d9822b", ops: "#5a9e4b" };
   const parts = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">`,
     `<rect width="100%" height="100%" fill="white"/>`,
     `<text x="10" y="20" font-size="14" font-weight="bold">${esc(title)}</text>`,
-    `<text x="10" y="38" fill="#555">ratio to the same-run baseline (throughput/ops: higher is better; RTT: lower is better)</text>`,
+    `<text x="10" y="38" fill="#555">ratio to the same-run baseline, log scale (throughput/ops: higher is better; RTT: lower is better)</text>`,
   ];
   bars.forEach((b, i) => {
     const y = 50 + i * rowH;
-    parts.push(`<text x="${left - 8}" y="${y + 14}" text-anchor="end">${esc(b.label)}</text>`);
+    parts.push(
+      `<text x="${left - 8}" y="${y + 14}" text-anchor="end">${esc(trim(b.label))}</text>`,
+    );
     parts.push(
       `<rect x="${left}" y="${y + 3}" width="${px(b.value).toFixed(1)}" height="${rowH - 6}" fill="${color[b.kind]}"/>`,
     );

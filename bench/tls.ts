@@ -119,7 +119,7 @@ async function channelBulk(pki: ReturnType<typeof makeTestPki>, bytes: number): 
   b.abort();
   a.abort();
   await close();
-  return (n * 8) / secs / 1e6;
+  return n / secs / 1e6;
 }
 
 async function rawBulk(pki: ReturnType<typeof makeTestPki>, bytes: number): Promise<number> {
@@ -142,7 +142,7 @@ async function rawBulk(pki: ReturnType<typeof makeTestPki>, bytes: number): Prom
   a.destroy();
   b.destroy();
   close();
-  return (n * 8) / secs / 1e6;
+  return n / secs / 1e6;
 }
 
 async function channelRtt(pki: ReturnType<typeof makeTestPki>, samples: number): Promise<number[]> {
@@ -224,8 +224,8 @@ export async function benchTls(opts: { bytes: number; rttSamples: number }): Pro
     const rawR: number[] = [];
     const chR: number[] = [];
     for (let i = 0; i < ROUNDS; i++) {
-      rawSecs += (per * 8) / 1e6 / (await rawBulk(pki, per));
-      chSecs += (per * 8) / 1e6 / (await channelBulk(pki, per));
+      rawSecs += per / 1e6 / (await rawBulk(pki, per));
+      chSecs += per / 1e6 / (await channelBulk(pki, per));
       rawR.push(...(await rawRtt(pki, perRtt)));
       chR.push(...(await channelRtt(pki, perRtt)));
     }
@@ -236,8 +236,8 @@ export async function benchTls(opts: { bytes: number; rttSamples: number }): Pro
       {
         name: `tls channel bulk ${total} B one way (${CIPHER})`,
         baseline: "raw node:tls",
-        mbps: (total * 8) / chSecs / 1e6,
-        baselineMbps: (total * 8) / rawSecs / 1e6,
+        mbps: total / chSecs / 1e6,
+        baselineMbps: total / rawSecs / 1e6,
       },
       {
         name: "tls channel 64 B ping-pong RTT",
