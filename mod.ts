@@ -6,5 +6,6 @@
 export * from "./src/channel/mod.ts";
 export * from "./src/konnectivity/mod.ts";
 export * from "./src/pki/mod.ts";
+export * from "./src/ssh/mod.ts";
 export * from "./src/tcp/mod.ts";
 export * from "./src/tls/mod.ts";

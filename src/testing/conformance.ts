@@ -42,11 +42,19 @@ export interface ConformanceFactory {
   /** Connect to a peer that must not be trusted; must reject with `PEER_VERIFICATION_FAILED`. */
   untrustedPeer?(): Promise<unknown>;
   /**
-   * Whether the transport can make the peer see a reset (default true). Only a
-   * transport that cannot (a Unix socket: AF_UNIX has no RST) sets false; the
-   * reset cases then check the local side only, and the README must say so.
+   * Whether `abort()` on one end reaches the other end as an error (default
+   * true). False only where the wire has no reset: a Unix socket (AF_UNIX has
+   * no RST), or a relayed transport whose relay closes cleanly (sshd turns an
+   * SSH channel close into a FIN to the target). The case then checks that the
+   * aborting side ends "aborted" and the peer's stream ends; the README must
+   * say so.
    */
-  readonly canSignalReset?: boolean;
+  readonly abortReachesPeer?: boolean;
+  /**
+   * Whether `kill()` can make both ends see an error (default true). False only
+   * for a transport with no reset and no way to cut the wire (a Unix socket).
+   */
+  readonly killReachesBoth?: boolean;
   /** Number of runs for the property cases (default 20). */
   readonly numRuns?: number;
   /** Free what the factory holds, after the suite. */
@@ -323,7 +331,7 @@ function describeRole(factory: ConformanceFactory, swapped: boolean): void {
       b.abort();
     });
 
-    if (factory.canSignalReset === false) {
+    if (factory.abortReachesPeer === false) {
       it("abort() without a wire reset: this side ends aborted, the peer's stream ends", async () => {
         const { a, b } = await pair();
         a.abort(new Error("test abort"));
@@ -359,7 +367,7 @@ function describeRole(factory: ConformanceFactory, swapped: boolean): void {
       b.abort();
     });
 
-    if (factory.canSignalReset !== false) {
+    if (factory.killReachesBoth !== false) {
       it("the transport killed mid-transfer makes both ends see an error, never a clean end", async () => {
         const { a, b, ...rest } = await pair();
         const w = a.writable.getWriter();

@@ -67,8 +67,10 @@ for (const kind of ["tcp", "unix"] as const) {
   describeChannelConformance({
     name: kind,
     bufferBound: bound,
-    // AF_UNIX has no reset: an abort reaches the peer as end-of-stream.
-    canSignalReset: kind === "tcp",
+    // AF_UNIX has no reset: an abort reaches the peer as end-of-stream, and there
+    // is no proxy to cut the wire.
+    abortReachesPeer: kind === "tcp",
+    killReachesBoth: kind === "tcp",
     pair: f.pair,
     dialWithSignal: (signal) => new TcpDialer().dial(to(f.listener), { signal }),
     listener: async () => {
