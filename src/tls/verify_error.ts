@@ -65,7 +65,8 @@ export function reasonForVerifyCode(code: string): VerificationReason {
 /** The reason when a server's alert or hang-up refused us; `undefined` if `code` is not a refusal. */
 export function reasonForRefusal(code: string | undefined): VerificationReason | undefined {
   if (code === undefined) return undefined;
-  return REFUSAL_ALERT_REASONS[code];
+  // OpenSSL 3.2+ (Node 22/24) names the TLS 1.2 alerts "SSL/TLS_ALERT_*" where 3.0 said "SSLV3_ALERT_*".
+  return REFUSAL_ALERT_REASONS[code.replace("ERR_SSL_SSL/TLS_ALERT_", "ERR_SSL_SSLV3_ALERT_")];
 }
 
 /** Codes that mean the connection simply went away (a refusal when it happens right after the handshake). */
