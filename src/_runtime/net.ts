@@ -107,9 +107,11 @@ export function wrapSocket(socket: net.Socket, path?: string): RawConn {
     },
     reset: () => {
       if (socket.destroyed) return;
-      // Only TCP handles can send a reset; Unix sockets have none.
-      if (path === undefined && !socket.connecting) socket.resetAndDestroy();
-      else socket.destroy();
+      // Only TCP handles can send a reset; Unix sockets have none. After our FIN
+      // libuv refuses the reset (EINVAL) and would leave the handle open: destroy.
+      if (path === undefined && !socket.connecting && !socket.writableEnded) {
+        socket.resetAndDestroy();
+      } else socket.destroy();
     },
     destroy: () => {
       socket.destroy();

@@ -1,0 +1,314 @@
+/**
+ * The `spokewire-konnectivity` command: run a Konnectivity server (agent listener plus an
+ * HTTP CONNECT frontend) or an agent.
+ *
+ * ```sh
+ * node --import tsx src/cli/main.ts server --cert s.crt --key s.key --ca ca.crt --connect-uds /run/k.sock
+ * deno run -A src/cli/main.ts agent --server 10.0.0.1:8091 --ca ca.crt --cert a.crt --key a.key --allow '*'
+ * ```
+ *
+ * Exit codes: 0 after a clean shutdown (SIGINT/SIGTERM), 1 on a runtime
+ * failure (cannot listen, cannot read a file), 2 on a usage error.
+ *
+ * @module
+ */
+
+import { readFileText } from "../_runtime/fs.ts";
+import {
+  exitNow,
+  onShutdownSignal,
+  setExitCode,
+  writeStderr,
+  writeStdout,
+} from "../_runtime/process.ts";
+import type { Listener } from "../channel/types.ts";
+import { KonnectivityAgent } from "../konnectivity/agent.ts";
+import { type ConnectFrontend, serveConnectFrontend } from "../konnectivity/connect_frontend.ts";
+import { type AgentSelectionStrategy, KonnectivityServer } from "../konnectivity/server.ts";
+import { listenTcp } from "../tcp/tcp.ts";
+import { listenTls } from "../tls/listener.ts";
+import {
+  type FlagSpec,
+  flagHelp,
+  type ParsedFlags,
+  parseCount,
+  parseFlags,
+  parseHostPort,
+  UsageError,
+} from "./args.ts";
+
+const SERVER_FLAGS: Readonly<Record<string, FlagSpec>> = Object.freeze({
+  "agent-bind": {
+    kind: "string",
+    help: "where agents connect (wss://, mutual TLS)",
+    placeholder: "HOST:PORT",
+    default: "127.0.0.1:8091",
+  },
+  cert: { kind: "string", help: "server certificate (PEM) shown to agents", placeholder: "FILE" },
+  key: { kind: "string", help: "private key of --cert (PEM)", placeholder: "FILE" },
+  ca: { kind: "string", help: "CA that agent client certificates chain to", placeholder: "FILE" },
+  "token-file": {
+    kind: "string",
+    help: "agent tokens, one '<agent-id> <token>' per line (re-read per connect); enables token agents",
+    placeholder: "FILE",
+  },
+  "connect-bind": {
+    kind: "string",
+    help: "HTTP CONNECT frontend on TCP with mutual TLS",
+    placeholder: "HOST:PORT",
+  },
+  "connect-uds": {
+    kind: "string",
+    help: "HTTP CONNECT frontend on a Unix socket (access by file permissions)",
+    placeholder: "PATH",
+  },
+  "connect-cert": {
+    kind: "string",
+    help: "frontend certificate (default --cert)",
+    placeholder: "FILE",
+  },
+  "connect-key": { kind: "string", help: "frontend key (default --key)", placeholder: "FILE" },
+  "connect-ca": {
+    kind: "string",
+    help: "CA that frontend clients chain to (default --ca)",
+    placeholder: "FILE",
+  },
+  strategies: {
+    kind: "list",
+    help: "agent selection order: destHost, defaultRoute, default",
+    placeholder: "LIST",
+  },
+  "max-agents": {
+    kind: "string",
+    help: "agents registered at once",
+    placeholder: "N",
+    default: "1000",
+  },
+});
+
+const AGENT_FLAGS: Readonly<Record<string, FlagSpec>> = Object.freeze({
+  server: {
+    kind: "string",
+    help: "the server's agent listener (required)",
+    placeholder: "HOST:PORT",
+  },
+  "server-name": {
+    kind: "string",
+    help: "name the server certificate must carry (default the host of --server)",
+    placeholder: "NAME",
+  },
+  ca: { kind: "string", help: "CA that verifies the server (required)", placeholder: "FILE" },
+  cert: { kind: "string", help: "agent client certificate (PEM)", placeholder: "FILE" },
+  key: { kind: "string", help: "private key of --cert (PEM)", placeholder: "FILE" },
+  "token-file": {
+    kind: "string",
+    help: "bearer token file, re-read at each connect (needs --agent-id)",
+    placeholder: "FILE",
+  },
+  "agent-id": {
+    kind: "string",
+    help: "agent id (must match the certificate if one is used)",
+    placeholder: "ID",
+  },
+  allow: {
+    kind: "list",
+    help: "destinations the agent dials: host[:port], *, *.suffix, CIDR (required; '*' = all)",
+    placeholder: "PATTERN",
+  },
+  host: { kind: "list", help: "host announced for destHost routing", placeholder: "HOST" },
+  cidr: { kind: "list", help: "CIDR announced for destHost routing", placeholder: "CIDR" },
+  "default-route": { kind: "boolean", help: "take dials no other agent serves" },
+});
+
+const USAGE = `usage: spokewire-konnectivity <server|agent> [flags]
+
+Konnectivity over WebSocket. Subcommands:
+  server   accept agents over wss:// and serve HTTP CONNECT through them
+  agent    connect out to a server and dial TCP targets for it
+
+Run 'spokewire-konnectivity <subcommand> --help' for its flags.
+Exit codes: 0 clean shutdown, 1 runtime failure, 2 usage error.
+`;
+
+function need(flags: ParsedFlags, name: string): string {
+  const v = flags.strings.get(name);
+  if (v === undefined) throw new UsageError(`--${name} is required`);
+  return v;
+}
+
+/** Run until a shutdown signal, then `stop()`. A second signal exits at once. */
+function runUntilSignal(stop: () => Promise<void>): Promise<void> {
+  return new Promise<void>((resolve) => {
+    let stopping = false;
+    const off = onShutdownSignal((sig) => {
+      if (stopping) {
+        writeStderr(`${sig} again: exiting now\n`);
+        exitNow(130);
+      }
+      stopping = true;
+      writeStderr(`${sig}: shutting down\n`);
+      stop().then(
+        () => {
+          off();
+          resolve();
+        },
+        (err: unknown) => {
+          writeStderr(`shutdown failed: ${(err as Error).message}\n`);
+          setExitCode(1);
+          off();
+          resolve();
+        },
+      );
+    });
+  });
+}
+
+async function runServer(argv: readonly string[]): Promise<void> {
+  const flags = parseFlags(argv, SERVER_FLAGS);
+  if (flags.help) {
+    writeStdout(`usage: spokewire-konnectivity server [flags]\n\n${flagHelp(SERVER_FLAGS)}\n`);
+    return;
+  }
+  const bind = parseHostPort("agent-bind", need(flags, "agent-bind"));
+  const certPath = need(flags, "cert");
+  const keyPath = need(flags, "key");
+  const caPath = need(flags, "ca");
+  const maxAgents = parseCount("max-agents", need(flags, "max-agents"));
+  const strategies = (flags.lists.get("strategies") ?? []) as AgentSelectionStrategy[];
+  for (const s of strategies) {
+    if (s !== "destHost" && s !== "defaultRoute" && s !== "default") {
+      throw new UsageError(`--strategies: unknown strategy ${JSON.stringify(s)}`);
+    }
+  }
+  const connectBind = flags.strings.get("connect-bind");
+  const connectUds = flags.strings.get("connect-uds");
+  const connectAddr = connectBind ? parseHostPort("connect-bind", connectBind) : undefined;
+  const tokenFile = flags.strings.get("token-file");
+
+  const [cert, key, ca] = await Promise.all([
+    readFileText(certPath),
+    readFileText(keyPath),
+    readFileText(caPath),
+  ]);
+  const agentToken = tokenFile
+    ? async (id: string): Promise<string | undefined> => {
+        const text = await readFileText(tokenFile);
+        for (const line of text.split("\n")) {
+          const [lineId, token] = line.trim().split(/\s+/);
+          if (lineId === id && token) return token;
+        }
+        return undefined;
+      }
+    : undefined;
+  const server = await KonnectivityServer.listen({
+    host: bind.host,
+    port: bind.port,
+    tls: { credentials: { cert, key, ca } },
+    agentToken,
+    strategies: strategies.length > 0 ? strategies : undefined,
+    config: { maxAgents },
+    logger: { info: (m) => writeStderr(`${m}\n`), warn: (m) => writeStderr(`warning: ${m}\n`) },
+  });
+  writeStdout(`agent listener on ${server.addr}\n`);
+  const frontends: ConnectFrontend[] = [];
+  try {
+    if (connectAddr) {
+      const [fc, fk, fca] = await Promise.all([
+        readFileText(flags.strings.get("connect-cert") ?? certPath),
+        readFileText(flags.strings.get("connect-key") ?? keyPath),
+        readFileText(flags.strings.get("connect-ca") ?? caPath),
+      ]);
+      const l: Listener = await listenTls(connectAddr, {
+        credentials: { cert: fc, key: fk, ca: fca },
+      });
+      frontends.push(serveConnectFrontend(l, server));
+      writeStdout(`connect frontend on ${l.addr}\n`);
+    }
+    if (connectUds) {
+      const l = await listenTcp({ path: connectUds });
+      frontends.push(serveConnectFrontend(l, server));
+      writeStdout(`connect frontend on unix:${connectUds}\n`);
+    }
+  } catch (err) {
+    await Promise.all(frontends.map((f) => f.close()));
+    await server.close();
+    throw err;
+  }
+  await runUntilSignal(async () => {
+    await Promise.all(frontends.map((f) => f.close()));
+    await server.close();
+  });
+}
+
+async function runAgent(argv: readonly string[]): Promise<void> {
+  const flags = parseFlags(argv, AGENT_FLAGS);
+  if (flags.help) {
+    writeStdout(`usage: spokewire-konnectivity agent [flags]\n\n${flagHelp(AGENT_FLAGS)}\n`);
+    return;
+  }
+  const target = parseHostPort("server", need(flags, "server"));
+  if (target.port === 0) throw new UsageError("--server needs a port other than 0");
+  const caPath = need(flags, "ca");
+  const certPath = flags.strings.get("cert");
+  const keyPath = flags.strings.get("key");
+  if ((certPath === undefined) !== (keyPath === undefined)) {
+    throw new UsageError("--cert and --key go together");
+  }
+  const tokenFile = flags.strings.get("token-file");
+  const agentId = flags.strings.get("agent-id");
+  if (tokenFile && !agentId) throw new UsageError("--token-file needs --agent-id");
+  if (!tokenFile && !certPath) throw new UsageError("give --cert/--key or --token-file");
+  const allow = flags.lists.get("allow");
+  if (!allow || allow.length === 0) throw new UsageError("--allow is required ('*' allows all)");
+  const [ca, cert, key] = await Promise.all([
+    readFileText(caPath),
+    certPath ? readFileText(certPath) : undefined,
+    keyPath ? readFileText(keyPath) : undefined,
+  ]);
+  let agent: KonnectivityAgent;
+  try {
+    agent = new KonnectivityAgent({
+      server: { ...target, name: flags.strings.get("server-name") },
+      credentials: cert && key ? { ca, cert, key } : { ca },
+      agentId,
+      token: tokenFile ? () => readFileText(tokenFile) : undefined,
+      allow,
+      identifiers: {
+        hosts: flags.lists.get("host") ?? [],
+        cidrs: flags.lists.get("cidr") ?? [],
+        defaultRoute: flags.booleans.has("default-route"),
+      },
+      onStateChange: (state, err) => {
+        if (state === "connected")
+          writeStdout(`agent connected to ${target.host}:${target.port}\n`);
+        else if (state === "backoff")
+          writeStderr(`agent disconnected: ${err?.message}; retrying\n`);
+      },
+    });
+  } catch (err) {
+    if (err instanceof RangeError) throw new UsageError(err.message);
+    throw err;
+  }
+  agent.start();
+  await runUntilSignal(() => agent.close());
+}
+
+/** Run the CLI with `argv` (without the program); resolves with the exit code. */
+export async function main(argv: readonly string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  try {
+    if (cmd === "server") await runServer(rest);
+    else if (cmd === "agent") await runAgent(rest);
+    else if (cmd === "--help" || cmd === "-h" || cmd === "help") writeStdout(USAGE);
+    else
+      throw new UsageError(cmd === undefined ? "missing subcommand" : `unknown subcommand ${cmd}`);
+    return 0;
+  } catch (err) {
+    if (err instanceof UsageError) {
+      writeStderr(`error: ${err.message}\n\n${USAGE}`);
+      return 2;
+    }
+    writeStderr(`error: ${(err as Error).message}\n`);
+    return 1;
+  }
+}

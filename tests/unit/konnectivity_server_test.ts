@@ -1,0 +1,356 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import type { Channel, Listener } from "../../src/channel/types.ts";
+import type { AgentState, KonnectivityAgent } from "../../src/konnectivity/agent.ts";
+import { verifyKonnectivityAgentConfig } from "../../src/konnectivity/agent.ts";
+import { compileAllowList, parseAgentIdentifiers } from "../../src/konnectivity/agent_routes.ts";
+import {
+  NoAgentError,
+  nodeCertificateAuthorizer,
+  verifyKonnectivityServerConfig,
+} from "../../src/konnectivity/server.ts";
+import type { TcpTarget } from "../../src/tcp/mod.ts";
+import { TlsDialer } from "../../src/tls/mod.ts";
+import { Cluster } from "../_harness/konnectivity_cluster.ts";
+import { makeTestPki } from "../_harness/tls_certs.ts";
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+/** Echo every connection on `listener`. */
+function echo(listener: Listener): void {
+  void (async () => {
+    for await (const ch of listener) ch.readable.pipeTo(ch.writable).catch(() => ch.abort());
+  })();
+}
+
+async function roundTrip(ch: Channel, text: string): Promise<string> {
+  const w = ch.writable.getWriter();
+  await w.write(enc.encode(text));
+  w.releaseLock();
+  const r = ch.readable.getReader();
+  let got = "";
+  for (let i = 0; i < 1000 && got.length < text.length; i++) {
+    const x = await r.read();
+    if (x.done) break;
+    got += dec.decode(x.value);
+  }
+  r.releaseLock();
+  return got;
+}
+
+/** Resolves with the error the agent backs off with. */
+function nextBackoff(agent: KonnectivityAgent): Promise<Error | undefined> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error("no backoff within 10 s")), 10_000);
+    const check = (): void => {
+      if (agent.state === "backoff" && agent.lastError) {
+        clearTimeout(t);
+        resolve(agent.lastError);
+      } else setTimeout(check, 5);
+    };
+    check();
+  });
+}
+
+const pki = makeTestPki();
+after(() => pki.cleanup());
+
+describe("konnectivity server config", () => {
+  it("verifyKonnectivityServerConfig names the bad field", () => {
+    assert.throws(() => verifyKonnectivityServerConfig({ maxAgents: 0 }), /maxAgents/);
+    assert.throws(() => verifyKonnectivityServerConfig({ handshakeTimeoutMs: -1 }), RangeError);
+  });
+  it("verifyKonnectivityAgentConfig names the bad field", () => {
+    assert.throws(() => verifyKonnectivityAgentConfig({ jitter: 1 }), /jitter/);
+    assert.throws(
+      () => verifyKonnectivityAgentConfig({ minBackoffMs: 100, maxBackoffMs: 10 }),
+      /maxBackoffMs/,
+    );
+  });
+  it("nodeCertificateAuthorizer maps system:node:<name> in system:nodes", () => {
+    const p = { scheme: "x509", id: "system:node:n1", fingerprint: "" } as const;
+    assert.equal(nodeCertificateAuthorizer({ ...p, groups: ["system:nodes"] }), "n1");
+    assert.equal(nodeCertificateAuthorizer({ ...p, groups: ["system:other"] }), undefined);
+    assert.equal(
+      nodeCertificateAuthorizer({ ...p, id: "admin", groups: ["system:nodes"] }),
+      undefined,
+    );
+  });
+  it("allow-list and identifiers parse", () => {
+    const allow = compileAllowList(["127.0.0.1:80", "10.0.0.0/8", "*.svc:443", "[::1]:*"]);
+    assert.ok(allow({ host: "127.0.0.1", port: 80 }));
+    assert.ok(!allow({ host: "127.0.0.1", port: 81 }));
+    assert.ok(allow({ host: "10.9.8.7", port: 1 }));
+    assert.ok(allow({ host: "api.svc", port: 443 }));
+    assert.ok(!allow({ host: "svc", port: 443 }));
+    assert.ok(allow({ host: "::1", port: 5 }));
+    assert.throws(() => compileAllowList(["10.0.0.0/99"]), RangeError);
+    const ids = parseAgentIdentifiers("host=a&cidr=10.0.0.0/8&default-route=true&x=y");
+    assert.deepEqual([...ids.hosts], ["a"]);
+    assert.equal(ids.defaultRoute, true);
+  });
+});
+
+describe("konnectivity server with certificate agents", () => {
+  let c: Cluster;
+  let port: number;
+  before(async () => {
+    c = await Cluster.start({}, pki);
+    const t = await c.target();
+    port = t.port;
+    echo(t.listener);
+  });
+  after(() => c.close().catch(() => {}));
+
+  it("dials through a certificate-authenticated agent", async () => {
+    const agent = c.agent();
+    await agent.waitConnected();
+    const info = await c.server.waitForAgent("node-1");
+    assert.equal(info.peer.scheme, "x509");
+    assert.equal(agent.serverIdentity?.scheme, "x509");
+    const ch = await c.server.dial(`127.0.0.1:${port}`);
+    assert.equal(ch.peer.id, "system:node:node-1");
+    assert.equal(await roundTrip(ch, "hello through the tunnel"), "hello through the tunnel");
+    await ch.close();
+    await agent.close();
+    assert.equal(agent.state, "closed");
+  });
+
+  it("refuses a dial outside the agent's allow-list", async () => {
+    const agent = c.agent({ allow: ["127.0.0.1:1"] });
+    await agent.waitConnected();
+    const info = await c.server.waitForAgent("node-1");
+    await assert.rejects(c.server.dial(`127.0.0.1:${port}`), { code: "DIAL_FAILED" });
+    await agent.close();
+    await assert.rejects(
+      c.server.waitForAgent("node-1", { newerThan: info.generation, timeoutMs: 50 }),
+      { code: "TIMEOUT" },
+    );
+  });
+
+  it("with no agent, dial fails with NoAgentError", async () => {
+    await assert.rejects(c.server.dial(`127.0.0.1:${port}`), (e: unknown) => {
+      assert.ok(e instanceof NoAgentError);
+      assert.equal((e as NoAgentError).code, "DIAL_FAILED");
+      return true;
+    });
+  });
+
+  it("refuses a client certificate from a foreign CA", async () => {
+    const agent = c.agent({
+      credentials: { ca: pki.ca.cert, cert: pki.foreignClient.cert, key: pki.foreignClient.key },
+    });
+    const err = await nextBackoff(agent);
+    assert.ok(err);
+    assert.notEqual(agent.state, "connected");
+    assert.equal(c.server.agents().length, 0);
+    await agent.close();
+  });
+
+  it("refuses a valid certificate that is not a node (403)", async () => {
+    const agent = c.agent({
+      credentials: { ca: pki.ca.cert, cert: pki.client2.cert, key: pki.client2.key },
+    });
+    const err = await nextBackoff(agent);
+    assert.equal((err as { code?: string }).code, "AUTH_FAILED");
+    assert.equal(c.server.agents().length, 0);
+    await agent.close();
+  });
+
+  it("refuses an agent id that does not match the certificate", async () => {
+    const agent = c.agent({ agentId: "node-9" });
+    const err = await nextBackoff(agent);
+    assert.equal((err as { code?: string }).code, "AUTH_FAILED");
+    await agent.close();
+  });
+
+  it("agent killed mid-transfer: the channel errors and pending dials fail at once", async () => {
+    let hang: ((signal: AbortSignal) => void) | undefined;
+    const hanging = new Promise<void>((r) => {
+      hang = () => r();
+    });
+    const agent = c.agent({
+      allow: ["*"],
+      dialer: {
+        dial: async (t: TcpTarget, o?: { signal?: AbortSignal }) => {
+          if ("port" in t && t.port === 9) {
+            hang?.(o?.signal as AbortSignal);
+            await new Promise((_, reject) =>
+              o?.signal?.addEventListener("abort", () => reject(new Error("cancelled"))),
+            );
+          }
+          const { TcpDialer } = await import("../../src/tcp/mod.ts");
+          return new TcpDialer().dial(t, o);
+        },
+      },
+    });
+    await agent.waitConnected();
+    await c.server.waitForAgent("node-1");
+    const ch = await c.server.dial(`127.0.0.1:${port}`);
+    assert.equal(await roundTrip(ch, "before"), "before");
+    const pending = c.server.dial("127.0.0.1:9");
+    await hanging;
+    const t0 = performance.now();
+    agent.dropConnection();
+    await assert.rejects(pending, { code: "DIAL_FAILED" });
+    const info = await ch.closed;
+    assert.notEqual(info.kind, "closed");
+    assert.equal(info.error?.code, "CHANNEL_RESET");
+    assert.ok(performance.now() - t0 < 5_000, "errors well before any keepalive timeout");
+    // And it comes back.
+    await agent.waitConnected();
+    const again = await c.server.dial(`127.0.0.1:${port}`);
+    assert.equal(await roundTrip(again, "after"), "after");
+    await again.close();
+    await agent.close();
+  });
+
+  it("a restarted agent re-registers and replaces the old one", async () => {
+    const a1 = c.agent();
+    await a1.waitConnected();
+    const first = await c.server.waitForAgent("node-1");
+    const ch = await c.server.dial(`127.0.0.1:${port}`);
+    const a2 = c.agent();
+    await a2.waitConnected();
+    const second = await c.server.waitForAgent("node-1", { newerThan: first.generation });
+    assert.ok(second.generation > first.generation);
+    assert.equal(c.server.agents().length, 1, "no duplicate backends");
+    const info = await ch.closed;
+    assert.equal(info.error?.code, "CHANNEL_RESET");
+    await a1.close();
+    const ch2 = await c.server.dial(`127.0.0.1:${port}`);
+    assert.equal(await roundTrip(ch2, "x"), "x");
+    await ch2.close();
+    await a2.close();
+  });
+
+  it("a stalled upgrade request is cut after handshakeTimeoutMs", async () => {
+    const c2 = await Cluster.start({ config: { handshakeTimeoutMs: 500 } }, pki);
+    try {
+      const dialer = new TlsDialer({
+        credentials: { ca: pki.ca.cert, cert: pki.client.cert, key: pki.client.key },
+      });
+      const ch = await dialer.dial({ host: "127.0.0.1", port: c2.server.port });
+      const r = ch.readable.getReader();
+      const t0 = performance.now();
+      await r.read().then(
+        (x) => assert.ok(x.done || x.value),
+        () => {},
+      );
+      assert.ok(performance.now() - t0 < 5_000);
+      ch.abort();
+    } finally {
+      await c2.server.close();
+    }
+  });
+
+  it("an oversized upgrade head gets 431", async () => {
+    const c2 = await Cluster.start({ config: { maxHeaderBytes: 1024 } }, pki);
+    try {
+      const dialer = new TlsDialer({
+        credentials: { ca: pki.ca.cert, cert: pki.client.cert, key: pki.client.key },
+      });
+      const ch = await dialer.dial({ host: "127.0.0.1", port: c2.server.port });
+      const w = ch.writable.getWriter();
+      await w.write(enc.encode(`GET / HTTP/1.1\r\nX-Pad: ${"a".repeat(2048)}\r\n\r\n`));
+      const r = ch.readable.getReader();
+      let got = "";
+      for (let i = 0; i < 100; i++) {
+        const x = await r.read();
+        if (x.done) break;
+        got += dec.decode(x.value);
+      }
+      assert.match(got, /^HTTP\/1\.1 431 /);
+      ch.abort();
+    } finally {
+      await c2.server.close();
+    }
+  });
+});
+
+describe("konnectivity server with token agents", () => {
+  let c: Cluster;
+  let port: number;
+  const tokens = new Map([
+    ["agent-a", "token-a-0123456789"],
+    ["agent-b", "token-b-0123456789"],
+  ]);
+  before(async () => {
+    c = await Cluster.start({ agentToken: (id) => tokens.get(id) }, pki);
+    const t = await c.target();
+    port = t.port;
+    echo(t.listener);
+  });
+  after(() => c.close().catch(() => {}));
+
+  const tokenAgent = (id: string, token: string, extra = {}): KonnectivityAgent =>
+    c.agent({
+      credentials: { ca: pki.ca.cert },
+      agentId: id,
+      token: () => token,
+      allow: ["127.0.0.1:*", "localhost:*"],
+      ...extra,
+    });
+
+  it("a wrong token is refused with AUTH_FAILED", async () => {
+    const states: AgentState[] = [];
+    const agent = tokenAgent("agent-a", "wrong", {
+      onStateChange: (s: AgentState) => states.push(s),
+    });
+    const err = await nextBackoff(agent);
+    assert.equal((err as { code?: string }).code, "AUTH_FAILED");
+    assert.equal(c.server.agents().length, 0);
+    assert.ok(!states.includes("connected"));
+    await agent.close();
+  });
+
+  it("an unknown agent id is refused", async () => {
+    const agent = tokenAgent("agent-z", "token-a-0123456789");
+    const err = await nextBackoff(agent);
+    assert.equal((err as { code?: string }).code, "AUTH_FAILED");
+    await agent.close();
+  });
+
+  it("selects the agent by destination host, else the default route", async () => {
+    const a = tokenAgent("agent-a", "token-a-0123456789", {
+      identifiers: { hosts: ["127.0.0.1"], cidrs: [], defaultRoute: false },
+    });
+    const b = tokenAgent("agent-b", "token-b-0123456789", {
+      identifiers: { hosts: [], cidrs: ["10.0.0.0/8"], defaultRoute: true },
+    });
+    await Promise.all([a.waitConnected(), b.waitConnected()]);
+    await c.server.waitForAgent("agent-a");
+    await c.server.waitForAgent("agent-b");
+    for (let i = 0; i < 5; i++) {
+      const ch = await c.server.dial(`127.0.0.1:${port}`);
+      assert.equal(ch.peer.id, "agent-a");
+      assert.equal(ch.peer.scheme, "token");
+      await ch.close();
+      const d = await c.server.dial(`localhost:${port}`);
+      assert.equal(d.peer.id, "agent-b");
+      assert.equal(await roundTrip(d, "via b"), "via b");
+      await d.close();
+    }
+    await Promise.all([a.close(), b.close()]);
+  });
+
+  it("maxAgents refuses one agent too many", async () => {
+    const c2 = await Cluster.start(
+      { agentToken: (id) => tokens.get(id), config: { maxAgents: 1 } },
+      pki,
+    );
+    try {
+      const mk = (id: string) =>
+        c2.agent({ credentials: { ca: pki.ca.cert }, agentId: id, token: () => tokens.get(id)! });
+      const a = mk("agent-a");
+      await a.waitConnected();
+      const b = mk("agent-b");
+      const err = await nextBackoff(b);
+      assert.equal((err as { code?: string }).code, "DIAL_FAILED");
+      assert.equal(c2.server.agents().length, 1);
+    } finally {
+      await c2.close().catch(() => {});
+    }
+  });
+});
