@@ -10,6 +10,8 @@
  * - `destroy(err)` aborts the channel; a channel error destroys the duplex.
  * - `destroy()` without an error leaves the channel alone: the owner decides
  *   between `close()` and `abort()`.
+ * - A {@link WriteHold} lets the owner keep writes back (queued, unsent) and
+ *   later send or drop them.
  *
  * @module
  */
@@ -28,13 +30,72 @@ export interface ReadGate {
 }
 
 /**
+ * Lets the consumer above a duplex keep what it writes from reaching the
+ * transport for a while: a TLS server holds back the session tickets it sends
+ * right after the handshake until it has verified the client, so a ticket
+ * means "accepted" to the client (see `src/tls/establish.ts`).
+ *
+ * Held writes are acknowledged at once and their bytes kept here, so the TLS
+ * layer never waits on a write. Only what the TLS layer writes on its own
+ * after the handshake is ever held (two tickets, about 1.5 KiB): the channel
+ * that could write more does not exist before release.
+ */
+export interface WriteHold {
+  /** While true, writes are kept here instead of going out. */
+  held: boolean;
+  /** Bytes kept while held, in order. */
+  readonly queue: Uint8Array[];
+  /** Where kept bytes go on release. */
+  send?: (chunk: Uint8Array, cb: (err?: Error | null) => void) => void;
+}
+
+/** A new, open hold. */
+export function newWriteHold(): WriteHold {
+  return { held: false, queue: [] };
+}
+
+/** Keep `chunk` (copied: the writer may reuse its buffer) and acknowledge it. */
+export function holdWrite(
+  hold: WriteHold,
+  chunk: Uint8Array,
+  cb: (err?: Error | null) => void,
+): void {
+  hold.queue.push(chunk.slice());
+  cb();
+}
+
+/** Stop holding and send what was kept, in order. */
+export function releaseWrites(hold: WriteHold): void {
+  if (!hold.held) return;
+  hold.held = false;
+  for (const chunk of hold.queue.splice(0)) hold.send?.(chunk, () => {});
+}
+
+/** Forget what was kept (the connection is being reset). */
+export function dropWrites(hold: WriteHold): void {
+  hold.held = false;
+  hold.queue.splice(0);
+}
+
+/**
  * Adapt `channel` to a Duplex. The channel's readable and writable stay locked
  * by the duplex for its lifetime.
  */
-export function channelToDuplex(channel: Channel, gate?: ReadGate): Duplex {
+export function channelToDuplex(channel: Channel, gate?: ReadGate, hold?: WriteHold): Duplex {
   const reader = channel.readable.getReader();
   const writer = channel.writable.getWriter();
   let pumping = false;
+  const send = (chunk: Uint8Array, cb: (err?: Error | null) => void): void => {
+    const view = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    writer.write(view).catch((err: Error) => duplex.destroy(err));
+    if ((writer.desiredSize ?? 0) > 0) cb();
+    else
+      writer.ready.then(
+        () => cb(),
+        (err: Error) => cb(err),
+      );
+  };
+  if (hold) hold.send = send;
   const duplex = new Duplex({
     allowHalfOpen: true,
     read(): void {
@@ -43,14 +104,8 @@ export function channelToDuplex(channel: Channel, gate?: ReadGate): Duplex {
       void pump();
     },
     write(chunk: Uint8Array, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-      const view = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-      writer.write(view).catch((err: Error) => duplex.destroy(err));
-      if ((writer.desiredSize ?? 0) > 0) cb();
-      else
-        writer.ready.then(
-          () => cb(),
-          (err: Error) => cb(err),
-        );
+      if (hold?.held) holdWrite(hold, chunk, cb);
+      else send(chunk, cb);
     },
     final(cb: (err?: Error | null) => void): void {
       writer.close().then(

@@ -12,15 +12,32 @@
  *   a TCP reset as a clean end. Deno therefore runs TLS over a forwarding
  *   Duplex around the TCP socket, where the reset stays visible as an error.
  *   Node layers TLS on the socket itself (the fast path).
+ * - A TLS 1.3 server sends its session tickets as soon as it has read the
+ *   client's Finished, before any code can judge the client's certificate.
+ *   The server therefore holds them from the `'secure'` event until
+ *   {@link TlsSession.acceptPeer}: over a Duplex (Deno, any Channel) by holding
+ *   the Duplex's writes, on Node's fast path through the `'newSession'`
+ *   callback. A ticket then means "accepted" to the client, and a refused
+ *   client never gets one.
  *
  * @module
  */
 
+import { constants as cryptoConstants } from "node:crypto";
+import { EventEmitter } from "node:events";
 import * as net from "node:net";
 import { Duplex } from "node:stream";
 import * as tls from "node:tls";
 import type { Channel } from "../channel/types.ts";
-import { channelToDuplex, type ReadGate } from "./channel_duplex.ts";
+import {
+  channelToDuplex,
+  dropWrites,
+  holdWrite,
+  newWriteHold,
+  type ReadGate,
+  releaseWrites,
+  type WriteHold,
+} from "./channel_duplex.ts";
 import { type RawConn, wrapSocket } from "./net.ts";
 
 const IS_DENO = typeof (globalThis as { Deno?: unknown }).Deno !== "undefined";
@@ -38,6 +55,14 @@ export interface TlsContextInit {
   readonly minVersion: "TLSv1.2" | "TLSv1.3";
   /** OpenSSL cipher list / TLS 1.3 suites, passed through. */
   readonly ciphers?: string;
+  /**
+   * A server's context: its TLS 1.3 tickets are stateful (a session id, not
+   * the session encrypted), and nothing here can look that id up, so no client
+   * ever resumes a session: every connection presents and verifies a
+   * certificate. (The tickets still go out, after the client was accepted:
+   * they are the client's sign of acceptance.)
+   */
+  readonly server?: boolean;
 }
 
 /** An opaque, immutable TLS configuration (credentials + trust + versions). */
@@ -53,6 +78,8 @@ interface ContextImpl extends TlsContext {
 export function createTlsContext(init: TlsContextInit): TlsContext {
   const ca = init.useSystemRoots ? [...tls.rootCertificates, ...init.ca] : [...init.ca];
   const secure = tls.createSecureContext({
+    sessionIdContext: SESSION_ID_CONTEXT,
+    secureOptions: init.server === true ? cryptoConstants.SSL_OP_NO_TICKET : undefined,
     cert: init.cert,
     key: init.key,
     ca,
@@ -105,10 +132,15 @@ export function channelTransport(channel: Channel): TlsTransport {
 /** Connect TCP for TLS. Rejects with the runtime's error (with `.code`). */
 export function connectTcpTransport(
   addr: { host: string; port: number },
-  opts: { onPending?: (cancel: () => void) => void } = {},
+  opts: {
+    onPending?: (cancel: () => void) => void;
+    /** Called once when the socket has closed, however it ends (failed connect included). */
+    onClosed?: () => void;
+  } = {},
 ): Promise<TlsTransport> {
   return new Promise((resolve, reject) => {
     const socket = net.connect({ host: addr.host, port: addr.port, allowHalfOpen: true });
+    if (opts.onClosed) socket.once("close", opts.onClosed);
     const onError = (e: Error): void => reject(e);
     socket.once("error", onError);
     opts.onPending?.(() => socket.destroy());
@@ -161,6 +193,7 @@ export function listenTcpTransports(
 /** How the first moments after a handshake went (see {@link TlsSession.firstEvent}). */
 export type FirstEvent =
   | { readonly kind: "data" }
+  | { readonly kind: "ticket" }
   | { readonly kind: "end" }
   | { readonly kind: "error"; readonly code: string | undefined; readonly error: Error };
 
@@ -176,8 +209,85 @@ export interface TlsSession {
   readonly protocol: string;
   /** e.g. `TLS_AES_128_GCM_SHA256`. */
   readonly cipher: string;
-  /** Resolves with the first of: data arrived, the peer ended, the connection failed. */
+  /**
+   * Resolves with the first of: a TLS 1.3 session ticket arrived (client, Node
+   * only: see {@link TICKET_EVENTS}), data arrived, the peer ended, the
+   * connection failed.
+   */
   firstEvent(): { promise: Promise<FirstEvent>; cancel(): void };
+  /**
+   * Server: the client passed verification; send what the TLS layer wrote
+   * since the handshake (its session tickets, held back until now so that a
+   * ticket tells the client it was accepted). No-op for a client, and where
+   * nothing was held.
+   */
+  acceptPeer(): void;
+}
+
+/**
+ * Whether a client's `'session'` event marks a session ticket's arrival. Node:
+ * yes, as soon as the ticket is read. Deno 2.9's `node:tls` emits `'session'`
+ * only when the connection closes (measured), which says nothing about
+ * acceptance, so the client there relies on data or the refusal window.
+ */
+export const TICKET_EVENTS: boolean = !IS_DENO;
+
+/**
+ * Node's TLS server announces each new session (a ticket about to go out)
+ * through a `'newSession'` event on its `server` and sends nothing more until
+ * the event's callback runs (documented for `tls.Server`). OpenSSL only
+ * announces sessions that have a session id context, hence this one.
+ */
+const SESSION_ID_CONTEXT = "spokewire";
+
+/** Holds the server's tickets until the client is accepted (see {@link TlsSession.acceptPeer}). */
+class TicketHold {
+  readonly writes: WriteHold = newWriteHold();
+  readonly #pending: Array<() => void> = [];
+  #secured = false;
+  #accepted = false;
+  #dropped = false;
+
+  /** Node fast path: a per-connection stand-in for the `server` of a TLSSocket. */
+  sessionEvents(): EventEmitter {
+    const e = new EventEmitter();
+    e.on("newSession", (_id: unknown, _data: unknown, done: () => void) => {
+      // Before the handshake is done (TLS 1.2 sends its ticket inside the
+      // handshake) holding would stall it: let it go.
+      if (!this.#secured || this.#accepted) done();
+      else if (!this.#dropped) this.#pending.push(done);
+    });
+    return e;
+  }
+
+  /** The handshake is done: from now on, hold. */
+  secured(viaStream: boolean): void {
+    this.#secured = true;
+    if (viaStream) this.writes.held = true;
+  }
+
+  release(): void {
+    if (this.#dropped) return;
+    this.#accepted = true;
+    releaseWrites(this.writes);
+    for (const done of this.#pending.splice(0)) done();
+  }
+
+  /**
+   * The connection is being torn down (call before resetting the transport).
+   * Node's held callbacks still run, a turn later, when the transport is gone
+   * and nothing can reach the peer: a TLS socket left waiting on them would
+   * never finish closing.
+   */
+  drop(): void {
+    this.#dropped = true;
+    dropWrites(this.writes);
+    const pending = this.#pending.splice(0);
+    if (pending.length === 0) return;
+    setImmediate(() => {
+      for (const done of pending) done();
+    });
+  }
 }
 
 /** Options of {@link tlsHandshake}. */
@@ -237,17 +347,25 @@ function verifyErrorOf(s: tls.TLSSocket, role: "client" | "server"): string | un
   return undefined;
 }
 
-/** A Duplex forwarding to a TCP socket (Deno: keeps resets visible to TLS). */
-function forwardingDuplex(raw: net.Socket, gate: ReadGate): Duplex {
+/**
+ * A Duplex forwarding to a TCP socket (Deno: keeps resets visible to TLS, and
+ * lets a server's {@link WriteHold} keep its tickets back).
+ */
+function forwardingDuplex(raw: net.Socket, gate: ReadGate, hold: WriteHold): Duplex {
   gate.release = () => raw.resume();
+  const send = (chunk: Uint8Array, cb: (err?: Error | null) => void): void => {
+    if (raw.write(chunk)) cb();
+    else raw.once("drain", () => cb());
+  };
+  hold.send = send;
   const d: Duplex = new Duplex({
     allowHalfOpen: true,
     read(): void {
       if (!gate.held) raw.resume();
     },
     write(chunk: Uint8Array, _e: BufferEncoding, cb: (err?: Error | null) => void): void {
-      if (raw.write(chunk)) cb();
-      else raw.once("drain", () => cb());
+      if (hold.held) holdWrite(hold, chunk, cb);
+      else send(chunk, cb);
     },
     final(cb: (err?: Error | null) => void): void {
       raw.end(() => cb());
@@ -277,11 +395,12 @@ export function tlsHandshake(
   const secureContext = (opts.context as ContextImpl).secure;
   let stream: net.Socket | Duplex;
   const gate: ReadGate = { held: false };
+  const hold = new TicketHold();
   if (transport.kind === "tcp") {
     const raw = (transport as TcpTransport).socket;
-    stream = IS_DENO ? forwardingDuplex(raw, gate) : raw;
+    stream = IS_DENO ? forwardingDuplex(raw, gate, hold.writes) : raw;
   } else {
-    stream = channelToDuplex((transport as ChannelTransport).channel, gate);
+    stream = channelToDuplex((transport as ChannelTransport).channel, gate, hold.writes);
   }
   const lower = (s: net.Socket | Duplex): Duplex | undefined =>
     transport.kind === "tcp" && s === (transport as TcpTransport).socket ? undefined : s;
@@ -299,6 +418,12 @@ export function tlsHandshake(
           secureContext,
           requestCert: opts.requestCert ?? true,
           rejectUnauthorized: false,
+          // Over a stream the writes are held below TLS; on Node's fast path
+          // (TLS on the socket) the 'newSession' callback holds them.
+          server:
+            stream === (transport as TcpTransport).socket
+              ? (hold.sessionEvents() as unknown as net.Server)
+              : undefined,
         });
   const hardReset = (): void => {
     transport.abort();
@@ -324,11 +449,15 @@ export function tlsHandshake(
     socket.on("close", onClose);
     opts.onPending?.(() => fail(new Error("TLS handshake cancelled")));
     socket.once(opts.role === "client" ? "secureConnect" : "secure", () => {
+      // Server: whatever the TLS layer writes from here on (TLS 1.3 session
+      // tickets first) waits for acceptPeer(). 'secure' is emitted before the
+      // tickets leave, in both runtimes and both paths (measured).
+      if (opts.role === "server") hold.secured(stream !== (transport as TcpTransport).socket);
       if (settled) return;
       settled = true;
       socket.off("error", onError);
       socket.off("close", onClose);
-      resolve(makeSession(socket, transport, opts.role, lower(stream), gate));
+      resolve(makeSession(socket, transport, opts.role, lower(stream), gate, hold));
     });
   });
 }
@@ -373,6 +502,7 @@ function makeSession(
   role: "client" | "server",
   lowerStream: Duplex | undefined,
   gate: ReadGate,
+  hold: TicketHold,
 ): TlsSession {
   const peerChain = peerChainOf(socket);
   const verifyError = verifyErrorOf(socket, role);
@@ -380,6 +510,15 @@ function makeSession(
   const cipher = socket.getCipher()?.standardName ?? socket.getCipher()?.name ?? "unknown";
   let ended = false;
   let finished = false;
+  // Tickets count only after a TLS 1.3 handshake (TLS 1.2 sends them inside the
+  // handshake, before any server could judge us), and from now on: the ticket
+  // may arrive while the caller still verifies the server.
+  let ticket = false;
+  const onTicketSeen = (): void => {
+    ticket = true;
+  };
+  const watchTickets = TICKET_EVENTS && role === "client" && protocol === "TLSv1.3";
+  if (watchTickets) socket.once("session", onTicketSeen);
   socket.on("end", () => {
     ended = true;
   });
@@ -392,7 +531,7 @@ function makeSession(
   if (transport.kind === "channel") {
     remote = "channel";
     local = "channel";
-  } else if (IS_DENO) {
+  } else if (lowerStream !== undefined) {
     const raw = (transport as TcpTransport).socket;
     remote = fmt(raw.remoteAddress, raw.remotePort);
     local = fmt(raw.localAddress, raw.localPort);
@@ -439,6 +578,7 @@ function makeSession(
     localAddress: local,
     remoteAddress: remote,
     reset(): void {
+      hold.drop();
       if (transport.kind === "tcp") resetSocket((transport as TcpTransport).socket);
       else (transport as ChannelTransport).channel.abort(new Error("TLS channel reset"));
       // Node: destroying the TLS socket in the same tick as resetting the TCP socket
@@ -447,6 +587,7 @@ function makeSession(
       setImmediate(() => socket.destroy());
     },
     destroy(): void {
+      hold.drop();
       socket.destroy();
       if (transport.kind === "tcp") {
         (transport as TcpTransport).socket.destroy();
@@ -463,6 +604,9 @@ function makeSession(
     verifyError,
     protocol,
     cipher,
+    acceptPeer(): void {
+      hold.release();
+    },
     firstEvent() {
       let done: ((e: FirstEvent) => void) | undefined;
       const promise = new Promise<FirstEvent>((resolve) => {
@@ -474,6 +618,13 @@ function makeSession(
         done = undefined;
       };
       const onData = (): void => finish({ kind: "data" });
+      // Node emits 'session' from inside OpenSSL's read; whatever the resolved
+      // promise sets off (the caller's first write) must run after it returns,
+      // or the write re-enters OpenSSL mid-read and corrupts the record stream.
+      const onTicket = (): void => {
+        setImmediate(() => finish({ kind: "ticket" }));
+      };
+      socket.off("session", onTicketSeen);
       const onEnd = (): void => finish({ kind: "end" });
       const onError = (e: Error): void => finish({ kind: "error", code: errorCode(e), error: e });
       const onClose = (): void => {
@@ -483,15 +634,18 @@ function makeSession(
       };
       const cleanup = (): void => {
         socket.off("data", onData);
+        socket.off("session", onTicket);
         socket.off("end", onEnd);
         socket.off("error", onError);
         socket.off("close", onClose);
       };
       socket.on("data", onData);
+      if (watchTickets) socket.on("session", onTicket);
       socket.on("end", onEnd);
       socket.on("error", onError);
       socket.on("close", onClose);
-      if (ended) finish({ kind: "end" });
+      if (ticket) finish({ kind: "ticket" });
+      else if (ended) finish({ kind: "end" });
       else if (socket.destroyed) onClose();
       return { promise, cancel: cleanup };
     },

@@ -62,10 +62,16 @@ export interface TlsClientOptions extends TlsEndpointOptions {
    */
   readonly nameMap?: (name: string) => readonly string[] | undefined;
   /**
-   * After the handshake, how long the client waits for a server that refuses
-   * its certificate to hang up (TLS 1.3 servers refuse after the handshake, and
-   * the refusal looks like an early close). Data from the server ends the wait
-   * at once. 0 disables the wait. Default {@link DEFAULT_TLS_REFUSAL_WINDOW_MS}.
+   * The fallback bound on waiting for a TLS 1.3 server's verdict on our
+   * certificate (servers judge it after the handshake, and a refusal looks
+   * like an early close). The wait normally ends on a protocol signal: the
+   * server's first session ticket or first byte (accepted, at once), or its
+   * alert or hang-up (refused, PEER_VERIFICATION_FAILED `client-cert-refused`).
+   * Only a server that sends no tickets (OpenSSL `-num_tickets 0`, TLS 1.2)
+   * and no data, or a client in Deno (whose `node:tls` does not report ticket
+   * arrival), waits the whole window, after which the server is taken as
+   * having accepted. 0 disables the wait. Default
+   * {@link DEFAULT_TLS_REFUSAL_WINDOW_MS}.
    */
   readonly refusalWindowMs?: number;
 }
@@ -85,7 +91,7 @@ export interface TlsServerOptions extends TlsEndpointOptions {
 
 /** Default handshake timeout. */
 export const DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
-/** Default wait for a post-handshake refusal by the server. */
+/** Default fallback wait for a post-handshake refusal by a server that sends no session tickets. */
 export const DEFAULT_TLS_REFUSAL_WINDOW_MS = 200;
 /** Default time an authorizer may take. */
 export const DEFAULT_TLS_AUTHORIZE_TIMEOUT_MS = 5_000;

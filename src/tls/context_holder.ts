@@ -68,6 +68,7 @@ export class ContextHolder {
         useSystemRoots: this.#opts.useSystemRoots === true,
         minVersion: this.#opts.minVersion ?? "TLSv1.3",
         ciphers: this.#opts.ciphers,
+        server: this.#needCert,
       });
     } catch (err) {
       throw new MalformedInputError(`TLS credentials do not load: ${(err as Error).message}`, {

@@ -59,6 +59,7 @@ function fmt(host: string, port: number): string {
 export class TlsDialer implements Dialer<TlsTarget> {
   readonly #opts: TlsDialerOptions;
   readonly #ctx: ContextHolder;
+  #sockets = 0;
 
   constructor(options: TlsDialerOptions) {
     verifyTlsClientOptions(options);
@@ -74,6 +75,15 @@ export class TlsDialer implements Dialer<TlsTarget> {
     this.#ctx.update(credentials);
   }
 
+  /**
+   * TCP sockets this dialer holds now: connecting, in a handshake, or under an
+   * open channel. For leak checks: it returns to its old value once an
+   * aborted or failed dial has let go of its socket.
+   */
+  get liveSockets(): number {
+    return this.#sockets;
+  }
+
   async dial(target: TlsTarget, options: DialOptions = {}): Promise<Channel> {
     if (typeof target !== "object" || target === null)
       throw new TypeError("target must be an object");
@@ -82,7 +92,13 @@ export class TlsDialer implements Dialer<TlsTarget> {
     positiveInt("port", target.port, 1, 65535);
     const where = fmt(target.host, target.port);
     let cancel: (() => void) | undefined;
-    const p = connectTcpTransport(target, { onPending: (c) => (cancel = c) });
+    this.#sockets++;
+    const p = connectTcpTransport(target, {
+      onPending: (c) => (cancel = c),
+      onClosed: () => {
+        this.#sockets--;
+      },
+    });
     let transport: TlsTransport;
     try {
       transport = await bounded(p, {

@@ -1,16 +1,29 @@
 /**
  * One TLS connection from transport to verified Channel: bounded handshake,
- * peer verification, the channel, and (client side) the refusal window.
+ * peer verification, the channel, and (client side) waiting for the server's
+ * verdict on our certificate.
  *
- * The refusal window: in TLS 1.3 the server judges the client's certificate
- * after the client has finished its handshake, so a refusal reaches the client
- * as an alert or a hang-up right after `secureConnect`. The client waits up to
- * `refusalWindowMs` for the server's first sign: data (accepted, the wait ends
- * at once), or a hang-up / alert before any byte (refused: PEER_VERIFICATION_FAILED
- * with reason `client-cert-refused`, or `client-cert-missing` when we sent no
- * certificate). A server that stays silent through the window is taken as
- * having accepted. spokewire's listener refuses within the window (it resets
- * the connection as soon as its checks fail), OpenSSL servers send an alert.
+ * The verdict: in TLS 1.3 the server judges the client's certificate after
+ * the client has finished its handshake, so the client learns the outcome only
+ * from what the server sends next:
+ * - a **session ticket** (NewSessionTicket): accepted. OpenSSL and Go servers
+ *   send tickets only after the client's certificate passed, and spokewire's
+ *   own server holds its tickets back until its checks (chain, pins,
+ *   authorizer) passed, then sends them. The dial resolves at once.
+ * - **data**: accepted, at once.
+ * - an **alert or a hang-up** before either: refused, PEER_VERIFICATION_FAILED
+ *   with reason `client-cert-refused` (`client-cert-missing` when we sent no
+ *   certificate).
+ * - nothing within `refusalWindowMs`: the fallback for servers that send no
+ *   TLS 1.3 tickets (OpenSSL `-num_tickets 0`; TLS 1.2, whose tickets come
+ *   inside the handshake) and for Deno, whose `node:tls` reports no ticket
+ *   arrival: taken as accepted. 0 turns the wait off.
+ *
+ * A server that sends tickets before it has judged the client (one that
+ * checks the certificate in application code after the handshake and then
+ * hangs up, without holding its tickets as spokewire's does) is taken as
+ * accepting: its refusal then reaches the channel as CHANNEL_RESET, not as a
+ * failed dial.
  *
  * @module
  */
@@ -108,6 +121,8 @@ export async function establish(transport: TlsTransport, p: EstablishParams): Pr
   }
   try {
     const identity = await verifyPeer(session, p.policy, p.signal);
+    // Server: the client passed; let our session tickets tell it so.
+    if (p.policy.role === "server") session.acceptPeer();
     const channel = new SocketChannel(session.conn, identity, p.config);
     if (p.policy.role === "client" && p.refusalWindowMs > 0) {
       await awaitAcceptance(session, channel, p);
@@ -138,7 +153,7 @@ async function awaitAcceptance(
     channel.abort(err);
     throw err;
   }
-  if (ev.kind === "data") return;
+  if (ev.kind === "data" || ev.kind === "ticket") return;
   channel.abort(new Error("refused"));
   const code = ev.kind === "error" ? ev.code : undefined;
   const fallback = p.presentedCert ? "client-cert-refused" : "client-cert-missing";

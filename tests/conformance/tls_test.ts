@@ -29,6 +29,9 @@ void (async () => {
 let turn: Promise<void> = Promise.resolve();
 // Pairs run through a relay so a test can cut the TCP connection under both channels.
 const relay = await startRelay({ host: "127.0.0.1", port: portOf(listener) });
+// Aborted dials use a dialer of their own, so its socket count (liveResources)
+// is not disturbed by the pairs of other cases closing in the background.
+const abortDialer = new TlsDialer({ credentials: clientCreds });
 after(async () => {
   await relay.close();
   await listener.close();
@@ -61,7 +64,8 @@ describeChannelConformance({
     return { a, b: accepted.value as Channel, kill: () => relay.kill(clientPort) };
   },
   dialWithSignal: (signal) =>
-    dialer.dial({ host: "127.0.0.1", port: portOf(listener), name: "localhost" }, { signal }),
+    abortDialer.dial({ host: "127.0.0.1", port: portOf(listener), name: "localhost" }, { signal }),
+  liveResources: () => abortDialer.liveSockets,
   listener: async () => {
     const l = await listenTls({ port: 0 }, { credentials: serverCreds });
     return {

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import { type Channel, PeerVerificationError, SpokewireError } from "../../mod.ts";
+import { TICKET_EVENTS } from "../../src/_runtime/tls.ts";
 import { readAll, writeAll } from "../../src/testing/mod.ts";
 import { listenTls, TlsDialer, type TlsDialerOptions } from "../../src/tls/mod.ts";
 import { type Issued, makeTestPki } from "../_harness/tls_certs.ts";
@@ -181,6 +182,76 @@ describe("TLS interop: our dialer against openssl s_server", () => {
     const chain = ch.peer.details?.chain as unknown[];
     assert.ok(chain.length >= 2, `chain of ${chain.length}`);
     ch.abort();
+    s.stop();
+  });
+});
+
+describe("TLS interop: how the dialer learns that s_server accepted its certificate", () => {
+  // A window this long would blow the test timeout: a pass means it was not waited out.
+  // Deno's node:tls reports no ticket arrival: there the dial must still succeed,
+  // through a short refusal-window fallback.
+  const long = { refusalWindowMs: TICKET_EVENTS ? 60_000 : 300 };
+
+  it("TLS 1.3 s_server sends session tickets once it accepted us: the dial resolves on the first", {
+    timeout: 20_000,
+  }, async () => {
+    const s = await sServer(pki.server, ["-Verify", "1", "-verify_return_error", "-tls1_3"]);
+    const ch = await dialer(pki.client, long).dial({
+      host: "127.0.0.1",
+      port: s.port,
+      name: "localhost",
+    });
+    await revRoundTrip(ch);
+    ch.abort();
+    s.stop();
+  });
+
+  it("-no_ticket still sends (stateful) tickets in TLS 1.3: the dial resolves on the first", {
+    timeout: 20_000,
+  }, async () => {
+    const s = await sServer(pki.server, [
+      "-Verify",
+      "1",
+      "-verify_return_error",
+      "-tls1_3",
+      "-no_ticket",
+    ]);
+    const ch = await dialer(pki.client, long).dial({
+      host: "127.0.0.1",
+      port: s.port,
+      name: "localhost",
+    });
+    ch.abort();
+    s.stop();
+  });
+
+  it("-num_tickets 0 sends none: the refusal window is the fallback, and the dial succeeds", async () => {
+    const s = await sServer(pki.server, [
+      "-Verify",
+      "1",
+      "-verify_return_error",
+      "-tls1_3",
+      "-num_tickets",
+      "0",
+    ]);
+    const ch = await dialer(pki.client, { refusalWindowMs: 50 }).dial({
+      host: "127.0.0.1",
+      port: s.port,
+      name: "localhost",
+    });
+    await revRoundTrip(ch);
+    ch.abort();
+    s.stop();
+  });
+
+  it("a refusal (alert) ends the wait at once even with a long window", {
+    timeout: 20_000,
+  }, async () => {
+    const s = await sServer(pki.server, ["-Verify", "1", "-verify_return_error", "-tls1_3"]);
+    await assert.rejects(
+      dialer(pki.foreignClient, long).dial({ host: "127.0.0.1", port: s.port, name: "localhost" }),
+      reason("client-cert-refused"),
+    );
     s.stop();
   });
 });
