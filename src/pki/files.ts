@@ -24,6 +24,14 @@ async function readPem(path: string): Promise<string> {
   return text;
 }
 
+/**
+ * Read a credential file as text (a PEM bundle, an OpenSSH private key, a
+ * known_hosts file), in either runtime; at most {@link MAX_PEM_FILE_BYTES}.
+ */
+export function readCredentialFile(path: string): Promise<string> {
+  return readPem(path);
+}
+
 /** Read every certificate in a PEM file (a chain or a CA bundle), in order. */
 export async function readCertificatesFile(path: string): Promise<X509Certificate[]> {
   return parseCertificates(await readPem(path));

@@ -82,10 +82,10 @@ function isVerifier(x: HostKeyPolicy | HostKeyVerifier): x is HostKeyVerifier {
  *
  * @example
  * ```ts ignore
- * import { SshConnection } from "spokewire";
+ * import { readCredentialFile, SshConnection } from "spokewire";
  * const conn = await SshConnection.connect({
  *   host: "node-1", username: "tunnel",
- *   privateKey: await Deno.readTextFile("id_ed25519"),
+ *   privateKey: await readCredentialFile("id_ed25519"),
  *   hostKeys: { fingerprints: ["SHA256:..."] },
  * });
  * const ch = await conn.openDirectTcpip({ host: "127.0.0.1", port: 10250 });

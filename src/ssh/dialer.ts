@@ -48,11 +48,11 @@ type Slot = {
  *
  * @example
  * ```ts ignore
- * import { SshTunnelDialer } from "spokewire";
+ * import { readCredentialFile, SshTunnelDialer } from "spokewire";
  * const dialer = new SshTunnelDialer({
  *   username: "tunnel",
- *   privateKey: await Deno.readTextFile("/etc/spokewire/id_ed25519"),
- *   hostKeys: { knownHosts: await Deno.readTextFile("/etc/spokewire/known_hosts") },
+ *   privateKey: await readCredentialFile("/etc/spokewire/id_ed25519"),
+ *   hostKeys: { knownHosts: await readCredentialFile("/etc/spokewire/known_hosts") },
  * });
  * const ch = await dialer.dial({ node: { host: "node-1" }, host: "127.0.0.1", port: 10250 });
  * ```
