@@ -369,6 +369,12 @@ export async function benchSsh(opts: {
   bytes: number;
   rttSamples?: number;
   rounds?: number;
+  /** Each round's numbers as they come (the rows report medians). */
+  onRound?: (
+    contender: string,
+    round: number,
+    m: { up: number; down: number; p50: number; p99: number },
+  ) => void;
 }): Promise<Row[]> {
   const bytes = Math.min(opts.bytes, 256 * 1024 * 1024);
   const samples = Math.min(opts.rttSamples ?? 2000, 5000);
@@ -386,10 +392,14 @@ export async function benchSsh(opts: {
       await c.rtt(t, 200);
     }
     for (let r = 0; r < rounds; r++) {
-      for (const c of contenders) {
+      // Rotate who goes first: on a shared machine, load drifts within a round.
+      for (let i = 0; i < contenders.length; i++) {
+        const c = contenders[(i + r) % contenders.length]!;
         const list = results[c.name] ?? [];
         results[c.name] = list;
-        list.push(await measure(c, t, bytes, samples));
+        const m = await measure(c, t, bytes, samples);
+        list.push(m);
+        opts.onRound?.(c.name, r, m);
       }
     }
   } finally {

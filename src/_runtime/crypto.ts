@@ -17,6 +17,22 @@ function u8(b: Uint8Array): Uint8Array {
 /** A keyed stream cipher whose state carries across calls (AES-CTR). */
 export interface StreamCipher {
   update(data: Uint8Array): Uint8Array;
+  /**
+   * Encrypt `data` into `out` at `at` (the keystream carries on as with
+   * `update`); `data` may be the bytes it replaces. Returns the offset after.
+   */
+  updateInto(data: Uint8Array, out: Uint8Array, at: number): number;
+}
+
+function streamCipher(c: nc.Cipher): StreamCipher {
+  return {
+    update: (d) => u8(c.update(d)),
+    updateInto(d, out, at) {
+      const r = c.update(d);
+      out.set(r, at);
+      return at + r.byteLength;
+    },
+  };
 }
 
 /** The running runtime: "deno" or "node" (for algorithm preference only). */
@@ -26,8 +42,36 @@ export const RUNTIME: "deno" | "node" =
 /** AES-CTR with a 16-byte initial counter block; the counter carries across `update` calls. */
 export function aesCtr(key: Uint8Array, iv: Uint8Array): StreamCipher {
   const alg = key.byteLength === 16 ? "aes-128-ctr" : "aes-256-ctr";
-  const c = nc.createCipheriv(alg, key, iv);
-  return { update: (d) => u8(c.update(d)) };
+  return streamCipher(nc.createCipheriv(alg, key, iv));
+}
+
+/**
+ * AES-GCM seal straight into `out`: the ciphertext of `parts` (in order, as
+ * one plaintext) at `at`, then the 16-byte tag. A part may be the very bytes
+ * of `out` its ciphertext replaces (each part is read before it is
+ * overwritten). Returns the offset after the tag.
+ */
+export function aesGcmSealInto(
+  key: Uint8Array,
+  iv: Uint8Array,
+  aad: Uint8Array,
+  parts: readonly Uint8Array[],
+  out: Uint8Array,
+  at: number,
+): number {
+  const c = nc.createCipheriv(key.byteLength === 16 ? "aes-128-gcm" : "aes-256-gcm", key, iv);
+  c.setAAD(aad);
+  let o = at;
+  for (const p of parts) {
+    const ct = c.update(p);
+    out.set(ct, o);
+    o += ct.byteLength;
+  }
+  const fin = c.final();
+  out.set(fin, o);
+  o += fin.byteLength;
+  out.set(c.getAuthTag(), o);
+  return o + 16;
 }
 
 /** AES-GCM seal: returns ciphertext followed by the 16-byte tag. */
@@ -72,8 +116,22 @@ export function aesGcmOpen(
  * 4..7 this is also the original 64-bit-nonce ChaCha20 that OpenSSH uses.
  */
 export function chacha20(key: Uint8Array, iv16: Uint8Array): StreamCipher {
-  const c = nc.createCipheriv("chacha20", key, iv16);
-  return { update: (d) => u8(c.update(d)) };
+  return streamCipher(nc.createCipheriv("chacha20", key, iv16));
+}
+
+/** HMAC over the concatenation of `parts`, written into `out` at `at`; returns the offset after. */
+export function hmacInto(
+  alg: "sha256" | "sha512",
+  key: Uint8Array,
+  parts: readonly Uint8Array[],
+  out: Uint8Array,
+  at: number,
+): number {
+  const h = nc.createHmac(alg, key);
+  for (const p of parts) h.update(p);
+  const d = h.digest();
+  out.set(d, at);
+  return at + d.byteLength;
 }
 
 /** HMAC over the concatenation of `parts`. */

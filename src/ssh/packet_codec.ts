@@ -28,29 +28,128 @@ function randomPadding(n: number): Uint8Array {
   return out;
 }
 
+/** Smallest and largest buffer an {@link Outbox} allocates at a time. */
+const OUTBOX_MIN = 16 * 1024;
+const OUTBOX_MAX = 512 * 1024;
+
+/**
+ * Sealed packets waiting for the socket, written back to back into large
+ * buffers: each packet is sealed straight into its place, and the socket gets
+ * a few large writes instead of three small ones per packet. Bytes handed out
+ * by {@link Outbox.take} are never written again (the socket may still hold
+ * them); the space after them is.
+ */
+export class Outbox {
+  #buf = new Uint8Array(0);
+  #start = 0;
+  #end = 0;
+  #done: Uint8Array[] = [];
+  #bytes = 0;
+  #block = OUTBOX_MIN;
+
+  /** Bytes written and not yet taken. */
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  /** Where the next {@link Outbox.reserve}d bytes start in the buffer it returns. */
+  get end(): number {
+    return this.#end;
+  }
+
+  /** A buffer with `n` free bytes from {@link Outbox.end}; {@link Outbox.commit} them once written. */
+  reserve(n: number): Uint8Array {
+    if (this.#buf.byteLength - this.#end >= n) return this.#buf;
+    if (this.#end > this.#start) this.#done.push(this.#buf.subarray(this.#start, this.#end));
+    this.#buf = new Uint8Array(Math.max(n, this.#block));
+    this.#start = 0;
+    this.#end = 0;
+    return this.#buf;
+  }
+
+  /** The `n` reserved bytes are written. */
+  commit(n: number): void {
+    this.#end += n;
+    this.#bytes += n;
+  }
+
+  /** Queue raw bytes (the identification line). */
+  append(b: Uint8Array): void {
+    this.reserve(b.byteLength).set(b, this.#end);
+    this.commit(b.byteLength);
+  }
+
+  /** Everything written since the last take, in order. */
+  take(): Uint8Array[] {
+    const out = this.#done;
+    this.#done = [];
+    if (this.#end > this.#start) {
+      out.push(this.#buf.subarray(this.#start, this.#end));
+      this.#start = this.#end;
+    }
+    // Size the next buffer for the traffic just seen, and let a quiet
+    // connection drop a big one instead of holding it while idle.
+    this.#block = Math.min(OUTBOX_MAX, Math.max(OUTBOX_MIN, this.#bytes * 4));
+    this.#bytes = 0;
+    if (this.#buf.byteLength > 2 * this.#block) {
+      this.#buf = new Uint8Array(0);
+      this.#start = 0;
+      this.#end = 0;
+    }
+    return out;
+  }
+}
+
 /** Frames and protects outgoing payloads; owns the outgoing sequence number. */
 export class PacketEncoder {
   sealer: PacketSealer = NONE_SEALER;
   /** Sequence number of the next packet (uint32, wraps). */
   seq = 0;
 
-  /** Frame `payload` (followed by `body`, if given); the result is the bytes to write, in order. */
-  encode(payload: Uint8Array, body?: Uint8Array): Uint8Array[] {
-    const bs = this.sealer.blockSize;
+  /**
+   * Frame `payload` (followed by `body`, if given) and seal it into `out`.
+   * The body is read once, by the cipher, and never copied before that.
+   */
+  encodeInto(out: Outbox, payload: Uint8Array, body?: Uint8Array): void {
+    const s = this.sealer;
+    const bs = s.blockSize;
     const bodyLen = body?.byteLength ?? 0;
-    const unpadded = 1 + payload.byteLength + bodyLen + (this.sealer.lengthOutside ? 0 : 4);
+    const unpadded = 1 + payload.byteLength + bodyLen + (s.lengthOutside ? 0 : 4);
     let pad = bs - (unpadded % bs);
     if (pad < MIN_PADDING) pad += bs;
     const packetLength = 1 + payload.byteLength + bodyLen + pad;
-    const packet = new Uint8Array(4 + packetLength);
-    new DataView(packet.buffer).setUint32(0, packetLength);
-    packet[4] = pad;
-    packet.set(payload, 5);
-    if (body) packet.set(body, 5 + payload.byteLength);
-    packet.set(randomPadding(pad), 5 + payload.byteLength + bodyLen);
-    const out = this.sealer.seal(this.seq, packet);
+    const total = 4 + packetLength + s.macLength;
+    const buf = out.reserve(total);
+    const at = out.end;
+    buf[at] = packetLength >>> 24;
+    buf[at + 1] = (packetLength >>> 16) & 0xff;
+    buf[at + 2] = (packetLength >>> 8) & 0xff;
+    buf[at + 3] = packetLength & 0xff;
+    buf[at + 4] = pad;
+    buf.set(payload, at + 5);
+    const headEnd = at + 5 + payload.byteLength;
+    if (body) {
+      // The padding goes to its final place; the body's ciphertext lands between.
+      const padAt = headEnd + bodyLen;
+      buf.set(randomPadding(pad), padAt);
+      s.seal(this.seq, buf, at, [
+        buf.subarray(at + 4, headEnd),
+        body,
+        buf.subarray(padAt, padAt + pad),
+      ]);
+    } else {
+      buf.set(randomPadding(pad), headEnd);
+      s.seal(this.seq, buf, at, [buf.subarray(at + 4, headEnd + pad)]);
+    }
+    out.commit(total);
     this.seq = (this.seq + 1) >>> 0;
-    return out;
+  }
+
+  /** Frame `payload` (followed by `body`, if given); the result is the bytes to write, in order. */
+  encode(payload: Uint8Array, body?: Uint8Array): Uint8Array[] {
+    const out = new Outbox();
+    this.encodeInto(out, payload, body);
+    return out.take();
   }
 }
 

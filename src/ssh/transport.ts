@@ -38,7 +38,7 @@ import {
   type Negotiated,
   negotiate,
 } from "./kexinit.ts";
-import { PacketDecoder, PacketEncoder } from "./packet_codec.ts";
+import { Outbox, PacketDecoder, PacketEncoder } from "./packet_codec.ts";
 import { CLIENT_IDENT, clientIdentLine, VersionReader } from "./version.ts";
 import { equalBytes, SshReader, SshWriter } from "./wire.ts";
 
@@ -66,6 +66,15 @@ export interface TransportOptions {
 const MAX_BUFFER_DURING_KEX = 4 * 1024 * 1024;
 /** Bytes queued for sending during a key exchange before writers are told to wait. */
 const MAX_PENDING_DURING_KEX = 1024 * 1024;
+/** Sealed bytes that make the socket write at once rather than at the end of the microtask. */
+const FLUSH_BYTES = 256 * 1024;
+/**
+ * Bytes handed to the socket after it asked us to wait, before writers are
+ * told to wait too. Where socket writes complete asynchronously (Deno's
+ * node:net), waiting at the socket's own 16 KiB mark would leave the socket
+ * idle while the next packets are sealed; this keeps it fed, bounded.
+ */
+const SOCKET_SLACK = 1024 * 1024;
 
 type Outgoing = { head: Uint8Array; body?: Uint8Array };
 
@@ -113,10 +122,11 @@ export class SshTransport {
   #rekeyTimer: ReturnType<typeof setTimeout> | undefined;
 
   // output
-  #outbox: Uint8Array[] = [];
-  #outboxBytes = 0;
+  readonly #outbox = new Outbox();
   #flushScheduled = false;
   #socketCongested = false;
+  #awaitingDrain = false;
+  #sinceFull = 0;
   #drainWaiters: Array<() => void> = [];
 
   constructor(conn: RawConn, options: TransportOptions) {
@@ -233,9 +243,13 @@ export class SshTransport {
   // ---- output -------------------------------------------------------------------
 
   #rawWrite(b: Uint8Array): void {
-    this.#outbox.push(b);
-    this.#outboxBytes += b.byteLength;
-    if (this.#outboxBytes >= 256 * 1024) this.#flush();
+    this.#outbox.append(b);
+    this.#queued();
+  }
+
+  /** Bytes went into the outbox: write them now if there are many, else at the end of this microtask. */
+  #queued(): void {
+    if (this.#outbox.bytes >= FLUSH_BYTES) this.#flush();
     else if (!this.#flushScheduled) {
       this.#flushScheduled = true;
       queueMicrotask(() => this.#flush());
@@ -244,33 +258,28 @@ export class SshTransport {
 
   #flush(): void {
     this.#flushScheduled = false;
-    if (this.#outbox.length === 0 || this.#closed) {
-      this.#outbox = [];
-      this.#outboxBytes = 0;
-      return;
+    const parts = this.#outbox.take();
+    if (parts.length === 0 || this.#closed) return;
+    let ok = true;
+    let n = 0;
+    for (const p of parts) {
+      ok = this.#conn.write(p) && ok;
+      n += p.byteLength;
     }
-    let buf: Uint8Array;
-    if (this.#outbox.length === 1) buf = this.#outbox[0]!;
-    else {
-      buf = new Uint8Array(this.#outboxBytes);
-      let o = 0;
-      for (const p of this.#outbox) {
-        buf.set(p, o);
-        o += p.byteLength;
-      }
-    }
-    this.#outbox = [];
-    this.#outboxBytes = 0;
-    if (!this.#conn.write(buf) && !this.#socketCongested) {
-      this.#socketCongested = true;
+    if (this.#awaitingDrain) this.#sinceFull += n;
+    else if (!ok) {
+      this.#awaitingDrain = true;
+      this.#sinceFull = 0;
       this.#conn.drained().then(
         () => {
+          this.#awaitingDrain = false;
           this.#socketCongested = false;
           this.#wakeWriters();
         },
         () => {},
       );
     }
+    if (this.#awaitingDrain && this.#sinceFull >= SOCKET_SLACK) this.#socketCongested = true;
   }
 
   #wakeWriters(): void {
@@ -279,9 +288,10 @@ export class SshTransport {
   }
 
   #writePacket(head: Uint8Array, body?: Uint8Array): void {
-    for (const part of this.#encoder.encode(head, body)) this.#rawWrite(part);
+    this.#encoder.encodeInto(this.#outbox, head, body);
     this.#bytes += head.byteLength + (body?.byteLength ?? 0);
     this.#packets++;
+    this.#queued();
     this.#maybeRekey();
   }
 
