@@ -4,7 +4,7 @@
  * bench/results/latest.svg.
  *
  * Environment: BENCH_BYTES (default 268435456 = 256 MiB), BENCH_RTT_SAMPLES
- * (default 5000), BENCH_ROUNDS (default 3), BENCH_ONLY (comma list of suites).
+ * (default 5000), BENCH_ROUNDS (default 5), BENCH_ONLY (comma list of suites).
  */
 import { existsSync } from "node:fs";
 import { arch, cpus, platform } from "node:os";
@@ -18,7 +18,7 @@ const env = (k: string, d: number): number => {
 };
 const bytes = env("BENCH_BYTES", 256 * 1024 * 1024);
 const rttSamples = env("BENCH_RTT_SAMPLES", 5000);
-const rounds = env("BENCH_ROUNDS", 3);
+const rounds = env("BENCH_ROUNDS", 5);
 const only = process.env.BENCH_ONLY?.split(",").map((s) => s.trim());
 const want = (s: string) => !only || only.includes(s);
 const isDeno = "Deno" in globalThis;

@@ -204,6 +204,9 @@ export async function benchTcp(opts: {
   const ch: number[] = [];
   const raw: number[] = [];
   const dn: number[] = [];
+  // Warm-up (not counted): JIT and socket buffers for both sides.
+  await rawBulk(Math.min(opts.bytes, 64 * 1024 * 1024));
+  await chanBulk(Math.min(opts.bytes, 64 * 1024 * 1024));
   for (let i = 0; i < opts.rounds; i++) {
     raw.push(await rawBulk(opts.bytes));
     ch.push(await chanBulk(opts.bytes));

@@ -103,7 +103,9 @@ export function wrapSocket(socket: net.Socket, path?: string): RawConn {
       if (closed) queueMicrotask(() => ev.onClose());
       else socket.resume();
     },
-    write: (chunk) => socket.write(chunk, onWritten),
+    // Node reports a failed write as 'error' on a connection that is already
+    // broken; only Deno's half-close bug needs the per-write callback (see top).
+    write: IS_DENO ? (chunk) => socket.write(chunk, onWritten) : (chunk) => socket.write(chunk),
     drained: () =>
       new Promise<void>((resolve, reject) => {
         if (closed) return reject(new Error("socket closed"));
