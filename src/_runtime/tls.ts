@@ -404,6 +404,10 @@ export function tlsHandshake(
   }
   const lower = (s: net.Socket | Duplex): Duplex | undefined =>
     transport.kind === "tcp" && s === (transport as TcpTransport).socket ? undefined : s;
+  // rejectUnauthorized:false below does NOT switch verification off: node's
+  // built-in check is replaced by ours, which always runs before a Channel
+  // exists (src/tls/verify_peer.ts: verifyError(), verifyChain, SAN names,
+  // pins, authorizer). Only dangerouslySkipVerification skips it, and warns.
   const socket =
     opts.role === "client"
       ? tls.connect({
