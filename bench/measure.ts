@@ -49,12 +49,8 @@ export async function channelEcho(b: Channel): Promise<void> {
   await w.close();
 }
 
-/** 64-byte ping-pong through an echoing peer; resolves with p50 and p99 in microseconds. */
-export async function channelRtt(
-  a: Channel,
-  samples: number,
-  warmup = 200,
-): Promise<{ p50: number; p99: number }> {
+/** 64-byte ping-pong through an echoing peer; resolves with every round trip in microseconds. */
+export async function channelRttTimes(a: Channel, samples: number, warmup = 0): Promise<number[]> {
   const msg = new Uint8Array(64).fill(0x62);
   const r = a.readable.getReader();
   const w = a.writable.getWriter();
@@ -73,6 +69,16 @@ export async function channelRtt(
   }
   r.releaseLock();
   w.releaseLock();
+  return times;
+}
+
+/** 64-byte ping-pong through an echoing peer; resolves with p50 and p99 in microseconds. */
+export async function channelRtt(
+  a: Channel,
+  samples: number,
+  warmup = 200,
+): Promise<{ p50: number; p99: number }> {
+  const times = await channelRttTimes(a, samples, warmup);
   times.sort((x, y) => x - y);
   return { p50: percentile(times, 50), p99: percentile(times, 99) };
 }

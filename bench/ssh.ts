@@ -6,12 +6,14 @@
  *
  * Needs /usr/sbin/sshd and ssh (Debian openssh-server, openssh-client), run as root.
  */
+
 import { type ChildProcess, spawn } from "node:child_process";
 import * as net from "node:net";
 import { Client } from "ssh2";
 import { defaultCipherPreference } from "../src/ssh/cipher.ts";
 import { SshConnection as Ssh, type SshConnection } from "../src/ssh/mod.ts";
 import { freePort, type Sshd, startSshd } from "../tests/_harness/sshd.ts";
+import { channelRttTimes } from "./measure.ts";
 import { percentile, type Row } from "./report.ts";
 
 const CHUNK = 64 * 1024;
@@ -136,21 +138,7 @@ async function spokewire(s: Sshd, cipher: string): Promise<Contender> {
     },
     async rtt(t, samples) {
       const ch = await conn.openDirectTcpip({ host: "127.0.0.1", port: t.echoPort });
-      const r = ch.readable.getReader();
-      const w = ch.writable.getWriter();
-      const msg = new Uint8Array(64).fill(0x62);
-      const times: number[] = [];
-      for (let i = 0; i < samples; i++) {
-        const t0 = performance.now();
-        await w.write(msg);
-        let got = 0;
-        while (got < 64) {
-          const x = await r.read();
-          if (x.done) throw new Error("echo ended");
-          got += x.value.byteLength;
-        }
-        times.push((performance.now() - t0) * 1000);
-      }
+      const times = await channelRttTimes(ch, samples);
       ch.abort();
       return times;
     },

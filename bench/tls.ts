@@ -10,6 +10,7 @@ import * as tls from "node:tls";
 import type { Channel } from "../src/channel/types.ts";
 import { listenTls, TlsDialer } from "../src/tls/mod.ts";
 import { makeTestPki } from "../tests/_harness/tls_certs.ts";
+import { channelRttTimes } from "./measure.ts";
 
 /** One bench row. */
 export interface Row {
@@ -156,21 +157,7 @@ async function channelRtt(pki: ReturnType<typeof makeTestPki>, samples: number):
       await w.write(x.value).catch(() => {});
     }
   })();
-  const r = a.readable.getReader();
-  const w = a.writable.getWriter();
-  const msg = new Uint8Array(64).fill(1);
-  const out: number[] = [];
-  for (let i = 0; i < samples; i++) {
-    const t0 = performance.now();
-    await w.write(msg);
-    let got = 0;
-    while (got < 64) {
-      const x = await r.read();
-      if (x.done) throw new Error("ended");
-      got += x.value.byteLength;
-    }
-    out.push((performance.now() - t0) * 1000);
-  }
+  const out = await channelRttTimes(a, samples);
   a.abort();
   b.abort();
   await echo;
