@@ -1,66 +1,293 @@
 /**
- * `npm run bench` (Node) / `deno task bench` (Deno): every transport against
- * its same-run baseline. Prints a table, writes bench/results/latest.json and
- * bench/results/latest.svg.
+ * `npm run bench` (Node) / `npm run bench:deno` (Deno): every path users deploy,
+ * each beside the peer a user would pick instead, in the same run.
  *
- * Environment: BENCH_BYTES (default 268435456 = 256 MiB), BENCH_RTT_SAMPLES
- * (default 5000), BENCH_ROUNDS (default 5), BENCH_ONLY (comma list of suites).
+ * Each case runs in its own child process (`run_case.ts`), one after the other, so
+ * its CPU and peak RSS are its own and a crash stays a failed row. Progress goes to
+ * stderr as each case starts and ends; the table goes to stdout; results are written
+ * to `bench/results/latest-<runtime>.{json,md,svg}`.
+ *
+ * Flags:
+ * - `--quick`: a short run (first impressions, CI): 48 MB transfers, 3 repeats.
+ * - `--filter PATTERN`: only cases whose id or label contains PATTERN (or matches it as a regular expression).
+ * - `--repeat N`: measured repeats per figure (default 5, quick 3), after one warm-up.
+ * - `--json PATH`: also write the JSON results to PATH.
+ * - `--readme`: replace this runtime's table in README.md (between `<!-- bench:<runtime>:start -->` and `:end -->`).
+ * - `--list`: print the case ids and exit.
+ *
+ * @module
  */
-import { existsSync } from "node:fs";
-import { arch, cpus, platform } from "node:os";
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { cpus, platform, release, totalmem } from "node:os";
+import { join } from "node:path";
+import process from "node:process";
 import { fileURLToPath } from "node:url";
-import { printTable, type Row, writeChart, writeJson } from "./report.ts";
-import { benchTcp } from "./tcp.ts";
+import { allCases } from "./cases/mod.ts";
+import { markdown, noiseWarnings, ratioText, terminalTable } from "./report.ts";
+import { type CaseResult, type RunResult, summarize } from "./results.ts";
+import { chartSvg } from "./svg.ts";
+import type { BenchSettings } from "./types.ts";
 
-const env = (k: string, d: number): number => {
-  const v = process.env[k];
-  return v ? Number(v) : d;
-};
-const bytes = env("BENCH_BYTES", 256 * 1024 * 1024);
-const rttSamples = env("BENCH_RTT_SAMPLES", 5000);
-const rounds = env("BENCH_ROUNDS", 5);
-const only = process.env.BENCH_ONLY?.split(",").map((s) => s.trim());
-const want = (s: string) => !only || only.includes(s);
-const isDeno = "Deno" in globalThis;
-const runtime = isDeno
-  ? `deno ${(globalThis as unknown as { Deno: { version: { deno: string } } }).Deno.version.deno}`
-  : `node ${process.version}`;
-const here = fileURLToPath(new URL(".", import.meta.url));
+const HERE = fileURLToPath(new URL(".", import.meta.url));
+const ROOT = join(HERE, "..");
+const runtime: "node" | "deno" = "Deno" in globalThis ? "deno" : "node";
+interface DenoLike {
+  args: string[];
+  execPath(): string;
+  version: { deno: string; v8: string };
+}
+const deno = (globalThis as { Deno?: DenoLike }).Deno;
 
-type Suite = (o: { bytes: number; rttSamples: number; rounds: number }) => Promise<Row[]>;
-/** Optional suites: each lives in its own file with one exported function. */
-const optional: [string, string, string][] = [
-  ["tls", "tls.ts", "benchTls"],
-  ["ssh", "ssh.ts", "benchSsh"],
-  ["konnectivity", "konnectivity.ts", "benchKonnectivity"],
-];
+/** Parsed command line. */
+interface Options {
+  quick: boolean;
+  filter?: string;
+  repeat?: number;
+  json?: string;
+  readme: boolean;
+  list: boolean;
+}
 
-const rows: Row[] = [];
-console.log(
-  `spokewire bench: ${runtime}, ${platform()} ${arch()}, ${cpus().length} cpus, ${bytes} bytes bulk, ${rttSamples} RTT samples, ${rounds} rounds`,
-);
-if (want("tcp")) rows.push(...(await benchTcp({ bytes, rttSamples, rounds })));
-for (const [name, file, fn] of optional) {
-  if (!want(name) || !existsSync(`${here}${file}`)) continue;
-  const mod = (await import(`./${file}`)) as Record<string, Suite>;
+function usage(msg: string): never {
+  process.stderr.write(
+    `${msg}\nusage: bench/main.ts [--quick] [--filter PATTERN] [--repeat N] [--json PATH] [--readme] [--list]\n`,
+  );
+  process.exit(2);
+}
+
+function parse(argv: readonly string[]): Options {
+  const o: Options = { quick: false, readme: false, list: false };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const value = (): string => {
+      const v = argv[++i];
+      if (v === undefined) usage(`${a} needs a value`);
+      return v;
+    };
+    if (a === "--quick") o.quick = true;
+    else if (a === "--readme") o.readme = true;
+    else if (a === "--list") o.list = true;
+    else if (a === "--filter") o.filter = value();
+    else if (a === "--json") o.json = value();
+    else if (a === "--repeat") {
+      const n = Number(value());
+      if (!Number.isInteger(n) || n < 1 || n > 100) usage("--repeat takes a whole number 1-100");
+      o.repeat = n;
+    } else if (a === "--help" || a === "-h") usage("spokewire bench");
+    else usage(`unknown argument ${a}`);
+  }
+  return o;
+}
+
+function matches(filter: string | undefined, id: string, label: string): boolean {
+  if (!filter) return true;
+  if (id.includes(filter) || label.includes(filter)) return true;
   try {
-    rows.push(...(await mod[fn]({ bytes, rttSamples, rounds })));
-  } catch (err) {
-    console.error(`suite ${name} failed: ${(err as Error).stack ?? err}`);
+    const re = new RegExp(filter);
+    return re.test(id) || re.test(label);
+  } catch {
+    return false;
+  }
+}
+
+function settingsFor(o: Options): BenchSettings {
+  return o.quick
+    ? { quick: true, bytes: 48_000_000, rttSamples: 1_000, repeat: o.repeat ?? 3, setupSamples: 10 }
+    : {
+        quick: false,
+        bytes: 200_000_000,
+        rttSamples: 3_000,
+        repeat: o.repeat ?? 5,
+        setupSamples: 30,
+      };
+}
+
+function firstLine(cmd: string, args: string[]): string | undefined {
+  try {
+    const r = spawnSync(cmd, args, { encoding: "utf8", timeout: 5_000 });
+    if (r.error || r.status === null) return undefined;
+    return `${r.stdout}${r.stderr}`.split("\n")[0].trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function packageVersion(name: string): string | undefined {
+  const p = join(ROOT, "node_modules", name, "package.json");
+  return existsSync(p)
+    ? (JSON.parse(readFileSync(p, "utf8")) as { version: string }).version
+    : undefined;
+}
+
+function versions(): Record<string, string> {
+  const v: Record<string, string | undefined> = {
+    [runtime]: deno ? deno.version.deno : process.version,
+    openssl: firstLine("openssl", ["version"]),
+    "openssh (ssh -V)": firstLine("ssh", ["-V"]),
+    socat: firstLine("socat", ["-V"])?.replace(/^socat by.*/, "") || firstLine("socat", ["-V"]),
+    ws: packageVersion("ws"),
+    ssh2: packageVersion("ssh2"),
+    "@chainsafe/libp2p-yamux": packageVersion("@chainsafe/libp2p-yamux"),
+    spokewire: (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string })
+      .version,
+  };
+  return Object.fromEntries(
+    Object.entries(v).filter((e): e is [string, string] => e[1] !== undefined),
+  );
+}
+
+function commit(): string {
+  const r = spawnSync("git", ["rev-parse", "HEAD"], {
+    cwd: ROOT,
+    encoding: "utf8",
+    timeout: 5_000,
+  });
+  const dirty = spawnSync("git", ["status", "--porcelain", "--untracked-files=no"], {
+    cwd: ROOT,
+    encoding: "utf8",
+    timeout: 5_000,
+  });
+  if (r.status !== 0) return "unknown";
+  return `${r.stdout.trim()}${dirty.stdout?.trim() ? "+dirty" : ""}`;
+}
+
+/** Run one case in a child process of this runtime; resolves with its result. */
+function runChild(id: string, settings: BenchSettings, timeoutMs: number): Promise<CaseResult> {
+  const script = join(HERE, "run_case.ts");
+  const [cmd, args] = deno
+    ? [deno.execPath(), ["run", "-A", "--no-check", script, id, JSON.stringify(settings)]]
+    : [process.execPath, ["--import", "tsx", script, id, JSON.stringify(settings)]];
+  return new Promise((resolve) => {
+    const t0 = performance.now();
+    const child = spawn(cmd, args, { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"] });
+    let out = "";
+    child.stdout?.setEncoding("utf8");
+    child.stdout?.on("data", (d: string) => {
+      out += d;
+    });
+    const timer = setTimeout(() => {
+      if (child.pid) process.kill(child.pid, "SIGKILL");
+    }, timeoutMs);
+    child.on("close", (code, signal) => {
+      clearTimeout(timer);
+      const line = out.split("\n").find((l) => l.startsWith("RESULT "));
+      if (line) return resolve(JSON.parse(line.slice(7)) as CaseResult);
+      const c = allCases.find((x) => x.id === id);
+      resolve({
+        id,
+        group: c?.group ?? "?",
+        label: c?.label ?? id,
+        peer: c?.peer,
+        alsoVs: c?.alsoVs,
+        status: "failed",
+        reason:
+          signal === "SIGKILL"
+            ? `timed out after ${timeoutMs / 1000} s`
+            : `the case process exited (${code ?? signal}) without a result`,
+        seconds: (performance.now() - t0) / 1000,
+      });
+    });
+  });
+}
+
+function endLine(r: CaseResult): string {
+  if (r.status !== "ok") return `${r.status}: ${(r.reason ?? "").split("\n")[0]}`;
+  const m = (k: keyof NonNullable<CaseResult["samples"]>, d: number): string =>
+    summarize(r.samples?.[k])?.median.toFixed(d) ?? "-";
+  return `up ${m("uploadMBps", 0)} MB/s, down ${m("downloadMBps", 0)} MB/s, p50 ${m("rttP50Us", 0)} us, setup ${m("setupMs", 2)} ms`;
+}
+
+function replaceReadme(md: string): void {
+  const file = join(ROOT, "README.md");
+  const text = readFileSync(file, "utf8");
+  const start = `<!-- bench:${runtime}:start -->`;
+  const end = `<!-- bench:${runtime}:end -->`;
+  const a = text.indexOf(start);
+  const b = text.indexOf(end);
+  if (a < 0 || b < a) {
+    process.stderr.write(`README.md has no ${start} ... ${end} markers; not updated\n`);
+    return;
+  }
+  writeFileSync(file, `${text.slice(0, a + start.length)}\n${md}${text.slice(b)}`);
+  process.stderr.write(`README.md: ${runtime} table updated\n`);
+}
+
+/** Results in case order, each group's rows together where the group first appears. */
+function groupedInOrder(results: readonly CaseResult[]): CaseResult[] {
+  const order = [...new Set(results.map((r) => r.group))];
+  return [...results].sort((a, b) => order.indexOf(a.group) - order.indexOf(b.group));
+}
+
+async function main(): Promise<void> {
+  const o = parse(deno ? deno.args : process.argv.slice(2));
+  const cases = allCases.filter(
+    (c) => (c.runtimes ?? ["node", "deno"]).includes(runtime) && matches(o.filter, c.id, c.label),
+  );
+  if (o.list) {
+    for (const c of cases) process.stdout.write(`${c.id}\t${c.group}\t${c.label}\n`);
+    return;
+  }
+  if (cases.length === 0) usage(`no case matches --filter ${o.filter}`);
+  const settings = settingsFor(o);
+  const timeoutMs = o.quick ? 300_000 : 900_000;
+  process.stderr.write(
+    `spokewire bench (${runtime}): ${cases.length} cases, ${settings.bytes / 1e6} MB per transfer, ${settings.rttSamples} round trips, ${settings.repeat} repeats after a warm-up\n`,
+  );
+  const results: CaseResult[] = [];
+  const t0 = performance.now();
+  for (const [i, c] of cases.entries()) {
+    const tag = `[${i + 1}/${cases.length}] ${c.id}`;
+    process.stderr.write(`${tag}: start (${c.label})\n`);
+    const r = await runChild(c.id, settings, timeoutMs);
+    results.push(r);
+    process.stderr.write(`${tag}: ${endLine(r)} (${r.seconds.toFixed(1)} s)\n`);
+    const peer = results.find((p) => p.id === r.peer && p.status === "ok");
+    if (r.status === "ok" && peer)
+      process.stderr.write(`${tag}: vs ${peer.label}: ${ratioText(r, peer)}\n`);
+    for (const w of noiseWarnings(r)) process.stderr.write(`${tag}: ${w}\n`);
+  }
+  const run: RunResult = {
+    tool: "spokewire-bench",
+    version: 1,
+    date: new Date().toISOString(),
+    commit: commit(),
+    runtime,
+    versions: versions(),
+    machine: {
+      cpus: cpus()[0]?.model ?? "unknown",
+      cores: cpus().length,
+      memoryGiB: Math.round(totalmem() / 2 ** 30),
+      os: `${platform()} ${release()}`,
+    },
+    settings: {
+      ...settings,
+      filter: o.filter ?? null,
+      seconds: Math.round((performance.now() - t0) / 1000),
+    },
+    // Grouped as the table reads (the TLS-to-a-kubelet rows run with their tunnels).
+    cases: groupedInOrder(results),
+  };
+  process.stdout.write(`\n${terminalTable(run)}`);
+  const dir = join(HERE, "results");
+  mkdirSync(dir, { recursive: true });
+  const json = `${JSON.stringify(run, null, 1)}\n`;
+  const md = markdown(run);
+  writeFileSync(join(dir, `latest-${runtime}.json`), json);
+  writeFileSync(join(dir, `latest-${runtime}.md`), md);
+  writeFileSync(join(dir, `latest-${runtime}.svg`), chartSvg(run));
+  if (o.json) writeFileSync(o.json, json);
+  process.stderr.write(
+    `wrote bench/results/latest-${runtime}.{json,md,svg}${o.json ? ` and ${o.json}` : ""}\n`,
+  );
+  if (o.readme) replaceReadme(md);
+  const failed = results.filter((r) => r.status === "failed");
+  if (failed.length) {
+    process.stderr.write(
+      `${failed.length} case(s) failed: ${failed.map((r) => r.id).join(", ")}\n`,
+    );
     process.exitCode = 1;
   }
 }
-printTable(rows);
-const tag = isDeno ? "deno" : "node";
-const meta = {
-  runtime,
-  date: new Date().toISOString(),
-  bytes,
-  rttSamples,
-  rounds,
-  cpus: cpus().length,
-};
-writeJson(`${here}results/latest.json`, meta, rows);
-writeJson(`${here}results/latest-${tag}.json`, meta, rows);
-writeChart(`${here}results/latest.svg`, `spokewire bench (${runtime})`, rows);
-console.log(`wrote bench/results/latest.json, latest-${tag}.json and latest.svg`);
+
+await main();

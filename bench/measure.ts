@@ -1,84 +1,127 @@
 /**
- * Measurements shared by every transport's benchmark: bulk throughput and
- * 64-byte ping-pong latency over a connected Channel pair.
+ * The standard figures of a path, all through the target protocol: one-stream bulk
+ * upload and download (MB/s, 1 MB = 1e6 bytes), 64-byte round trips (us), and
+ * connection setup (dial to first echoed byte, ms).
+ *
+ * @module
  */
-import type { Channel } from "../mod.ts";
-import { percentile } from "./report.ts";
+import { CHUNK, TargetMode, targetHeader } from "./target.ts";
+import type { Conn, Path } from "./types.ts";
 
-export const CHUNK = 64 * 1024;
+const payload = new Uint8Array(CHUNK).fill(0x62);
 
-/** Send `bytes` from a to b; resolve with MB/s (1 MB = 1e6 bytes) measured until b has them all. */
-export async function channelBulk(a: Channel, b: Channel, bytes: number): Promise<number> {
-  const chunk = new Uint8Array(CHUNK).fill(0x61);
-  const t0 = performance.now();
-  const reading = (async () => {
-    const r = b.readable.getReader();
-    let n = 0;
-    for (;;) {
-      const { value, done } = await r.read();
-      if (done) break;
-      n += value.byteLength;
-    }
-    return n;
-  })();
-  const w = a.writable.getWriter();
-  for (let sent = 0; sent < bytes; sent += CHUNK) {
-    await w.ready;
-    w.write(chunk).catch(() => {});
+/** Read until `n` bytes have arrived; throws if the stream ends first. */
+export async function readExactly(conn: Conn, n: number, what: string): Promise<void> {
+  let got = 0;
+  while (got < n) {
+    const c = await conn.read();
+    if (c === null) throw new Error(`${what}: stream ended after ${got} of ${n} bytes`);
+    got += c.byteLength;
   }
-  await w.ready;
-  w.releaseLock();
-  await a.closeWrite();
-  const n = await reading;
-  const ms = performance.now() - t0;
-  if (n !== bytes) throw new Error(`bulk: received ${n} of ${bytes} bytes`);
-  return bytes / 1e6 / (ms / 1000);
 }
 
-/** Echo everything b reads back to a, until end-of-stream. */
-export async function channelEcho(b: Channel): Promise<void> {
-  const r = b.readable.getReader();
-  const w = b.writable.getWriter();
+/** Read to end-of-stream; resolves with the byte count. */
+export async function readToEnd(conn: Conn): Promise<number> {
+  let got = 0;
   for (;;) {
-    const { value, done } = await r.read();
-    if (done) break;
-    // Like the raw baseline's socket.write(): queue, and wait only when backpressure says so.
-    await w.ready;
-    w.write(value).catch(() => {});
+    const c = await conn.read();
+    if (c === null) return got;
+    got += c.byteLength;
   }
-  await w.close();
 }
 
-/** 64-byte ping-pong through an echoing peer; resolves with every round trip in microseconds. */
-export async function channelRttTimes(a: Channel, samples: number, warmup = 0): Promise<number[]> {
-  const msg = new Uint8Array(64).fill(0x62);
-  const r = a.readable.getReader();
-  const w = a.writable.getWriter();
-  const times: number[] = [];
-  for (let i = 0; i < samples + warmup; i++) {
-    const t0 = performance.now();
-    await w.ready;
-    w.write(msg).catch(() => {});
-    let got = 0;
-    while (got < 64) {
-      const { value, done } = await r.read();
-      if (done) throw new Error("rtt: peer ended");
-      got += value.byteLength;
-    }
-    if (i >= warmup) times.push((performance.now() - t0) * 1000);
+/** Write `bytes` of payload on `conn` (after whatever was written before). */
+export async function writeBulk(conn: Conn, bytes: number): Promise<void> {
+  for (let sent = 0; sent < bytes; sent += CHUNK) {
+    const n = Math.min(CHUNK, bytes - sent);
+    await conn.write(n === CHUNK ? payload : payload.subarray(0, n));
   }
-  r.releaseLock();
-  w.releaseLock();
+}
+
+/** Client -> target: MB/s until the target acknowledged the last byte. */
+export async function measureUpload(path: Path, bytes: number): Promise<number> {
+  const conn = await path.open();
+  try {
+    const t0 = performance.now();
+    await conn.write(targetHeader(TargetMode.upload, bytes));
+    await writeBulk(conn, bytes);
+    await readExactly(conn, 1, "upload ack");
+    const s = (performance.now() - t0) / 1000;
+    await conn.end();
+    return bytes / 1e6 / s;
+  } finally {
+    conn.destroy();
+  }
+}
+
+/** Target -> client: MB/s until the last byte and end-of-stream arrived. */
+export async function measureDownload(path: Path, bytes: number): Promise<number> {
+  const conn = await path.open();
+  try {
+    const t0 = performance.now();
+    await conn.write(targetHeader(TargetMode.download, bytes));
+    const got = await readToEnd(conn);
+    const s = (performance.now() - t0) / 1000;
+    if (got !== bytes) throw new Error(`download: received ${got} of ${bytes} bytes`);
+    return bytes / 1e6 / s;
+  } finally {
+    conn.destroy();
+  }
+}
+
+/** 64-byte ping-pong on one connection; every round trip in microseconds. */
+export async function measureRtt(
+  path: Path,
+  samples: number,
+  warmup = Math.min(100, samples),
+): Promise<number[]> {
+  const conn = await path.open();
+  const msg = new Uint8Array(64).fill(0x63);
+  try {
+    await conn.write(targetHeader(TargetMode.echo, 0));
+    const times: number[] = [];
+    for (let i = 0; i < samples + warmup; i++) {
+      const t0 = performance.now();
+      await conn.write(msg);
+      await readExactly(conn, 64, "rtt");
+      if (i >= warmup) times.push((performance.now() - t0) * 1000);
+    }
+    await conn.end();
+    return times;
+  } finally {
+    conn.destroy();
+  }
+}
+
+/** Connection setup: dial through the path until the first echoed byte; each in ms. */
+export async function measureSetup(path: Path, samples: number): Promise<number[]> {
+  const times: number[] = [];
+  const header = targetHeader(TargetMode.echo, 0);
+  for (let i = 0; i < samples; i++) {
+    const t0 = performance.now();
+    const conn = await path.open();
+    try {
+      await conn.write(header);
+      await conn.write(new Uint8Array([0x64]));
+      await readExactly(conn, 1, "setup");
+      times.push(performance.now() - t0);
+      await conn.end();
+    } finally {
+      conn.destroy();
+    }
+  }
   return times;
 }
 
-/** 64-byte ping-pong through an echoing peer; resolves with p50 and p99 in microseconds. */
-export async function channelRtt(
-  a: Channel,
-  samples: number,
-  warmup = 200,
-): Promise<{ p50: number; p99: number }> {
-  const times = await channelRttTimes(a, samples, warmup);
-  times.sort((x, y) => x - y);
-  return { p50: percentile(times, 50), p99: percentile(times, 99) };
+/** The p-th percentile (0-100) of unsorted numbers (nearest rank). */
+export function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) return Number.NaN;
+  const s = [...values].sort((a, b) => a - b);
+  const i = Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1));
+  return s[i];
+}
+
+/** The median of unsorted numbers. */
+export function median(values: readonly number[]): number {
+  return percentile(values, 50);
 }

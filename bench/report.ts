@@ -1,144 +1,186 @@
 /**
- * One row of the benchmark table, the table printer, the JSON writer and the chart.
+ * The run as a person reads it: a compact terminal table, a markdown file (the
+ * README's tables are this), with each row's ratio to its peer.
+ *
+ * How to read a ratio: `row / peer` for every figure, so above 1.00x is better for
+ * throughput and below 1.00x is better for RTT, setup and CPU.
+ *
+ * @module
  */
-import { mkdirSync, writeFileSync } from "node:fs";
-import { dirname } from "node:path";
+import {
+  type CaseResult,
+  FIGURES,
+  type RunResult,
+  ratio,
+  summarize,
+  totalRssMb,
+} from "./results.ts";
 
-/** A measured case next to its same-run baseline. */
-export interface Row {
-  name: string;
-  baseline: string;
-  mbps?: number;
-  baselineMbps?: number;
-  p50Us?: number;
-  p99Us?: number;
-  baselineP50Us?: number;
-  baselineP99Us?: number;
-  opsPerSec?: number;
-  baselineOpsPerSec?: number;
-  note?: string;
-}
-
-/** Ratios of a row: throughput (higher is better), RTT (lower is better), ops (higher is better). */
-export function ratios(r: Row): { throughput?: number; p50?: number; p99?: number; ops?: number } {
-  const div = (a?: number, b?: number) => (a !== undefined && b ? a / b : undefined);
-  return {
-    throughput: div(r.mbps, r.baselineMbps),
-    p50: div(r.p50Us, r.baselineP50Us),
-    p99: div(r.p99Us, r.baselineP99Us),
-    ops: div(r.opsPerSec, r.baselineOpsPerSec),
-  };
-}
-
-const f = (n: number | undefined, d = 0): string => (n === undefined ? "-" : n.toFixed(d));
+const fmt = (n: number | undefined, digits: number): string =>
+  n === undefined || !Number.isFinite(n) ? "-" : n.toFixed(digits);
 const x = (n: number | undefined): string => (n === undefined ? "-" : `${n.toFixed(2)}x`);
 
-/** Print the table to stdout. */
-export function printTable(rows: readonly Row[]): void {
-  const header = [
-    "case",
-    "baseline",
-    "MB/s",
-    "base MB/s",
-    "thr ratio",
-    "p50 us",
-    "base p50",
-    "p50 ratio",
-    "p99 us",
-    "base p99",
-    "ops/s",
-    "base ops/s",
-    "ops ratio",
-  ];
-  const lines = rows.map((r) => {
-    const q = ratios(r);
-    return [
-      r.name,
-      r.baseline,
-      f(r.mbps),
-      f(r.baselineMbps),
-      x(q.throughput),
-      f(r.p50Us, 1),
-      f(r.baselineP50Us, 1),
-      x(q.p50),
-      f(r.p99Us, 1),
-      f(r.baselineP99Us, 1),
-      f(r.opsPerSec),
-      f(r.baselineOpsPerSec),
-      x(q.ops),
-    ];
-  });
-  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
-  const fmt = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join("  ");
-  console.log(fmt(header));
-  console.log(widths.map((w) => "-".repeat(w)).join("  "));
-  for (const l of lines) console.log(fmt(l));
-  for (const r of rows) if (r.note) console.log(`  note (${r.name}): ${r.note}`);
+/** The peer of `r` and its further comparisons, resolved to results that ran. */
+function comparisons(r: CaseResult, byId: Map<string, CaseResult>): CaseResult[] {
+  return [r.peer, ...(r.alsoVs ?? [])]
+    .filter((id): id is string => id !== undefined)
+    .map((id) => byId.get(id))
+    .filter((p): p is CaseResult => p !== undefined && p.status === "ok");
 }
 
-/** Write the JSON report. */
-export function writeJson(path: string, meta: Record<string, unknown>, rows: readonly Row[]): void {
-  mkdirSync(dirname(path), { recursive: true });
-  const out = { ...meta, rows: rows.map((r) => ({ ...r, ratios: ratios(r) })) };
-  writeFileSync(path, `${JSON.stringify(out, null, 2)}\n`);
+/** `up 0.98x, down 1.02x, p50 1.10x, setup 1.3x` of `r` against `peer`. */
+export function ratioText(r: CaseResult, peer: CaseResult): string {
+  return [
+    `up ${x(ratio(r, peer, "uploadMBps"))}`,
+    `down ${x(ratio(r, peer, "downloadMBps"))}`,
+    `p50 ${x(ratio(r, peer, "rttP50Us"))}`,
+    `setup ${x(ratio(r, peer, "setupMs"))}`,
+  ].join(", ");
 }
 
-/** Write an SVG bar chart of every ratio, with the 1.0x line. */
-export function writeChart(path: string, title: string, rows: readonly Row[]): void {
-  const bars: { label: string; value: number; kind: string }[] = [];
-  for (const r of rows) {
-    const q = ratios(r);
-    if (q.throughput !== undefined)
-      bars.push({ label: `${r.name} throughput`, value: q.throughput, kind: "thr" });
-    if (q.p50 !== undefined) bars.push({ label: `${r.name} p50 RTT`, value: q.p50, kind: "rtt" });
-    if (q.ops !== undefined) bars.push({ label: `${r.name} ops`, value: q.ops, kind: "ops" });
+function cell(r: CaseResult, key: (typeof FIGURES)[number]["key"], digits: number): string {
+  const s = summarize(r.samples?.[key]);
+  if (!s) return "-";
+  return `${fmt(s.median, digits)}${s.noisy ? "~" : ""}`;
+}
+
+/** Rows of the main table (header first), one per case. */
+export function tableRows(run: RunResult): string[][] {
+  const byId = new Map(run.cases.map((c) => [c.id, c]));
+  const header = ["group", "row", ...FIGURES.map((f) => f.title), "peak RSS MB", "vs peer"];
+  const rows = [header];
+  for (const r of run.cases) {
+    if (r.status !== "ok") {
+      rows.push([r.group, r.label, `${r.status}: ${firstLine(r.reason)}`]);
+      continue;
+    }
+    const vs = comparisons(r, byId)[0];
+    rows.push([
+      r.group,
+      r.label,
+      ...FIGURES.map((f) => cell(r, f.key, f.digits)),
+      fmt(totalRssMb(r), 0),
+      vs ? `${vs.label}: ${ratioText(r, vs)}` : "",
+    ]);
   }
-  const rowH = 22;
-  const left = 420;
-  const width = 980;
-  // Log scale from 1/4x to the largest ratio (at least 4x), so 0.9x and 240x both read.
-  const lo = Math.log2(0.25);
-  const hi = Math.log2(Math.max(4, ...bars.map((b) => b.value)));
-  const px = (v: number) => ((width - left - 70) * (Math.log2(Math.max(v, 0.25)) - lo)) / (hi - lo);
-  const height = 60 + bars.length * rowH + 30;
-  const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;");
-  const trim = (s: string) => (s.length > 64 ? `${s.slice(0, 61)}...` : s);
-  const color: Record<string, string> = { thr: "#2b7bb9", rtt: "#d9822b", ops: "#5a9e4b" };
-  const parts = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">`,
-    `<rect width="100%" height="100%" fill="white"/>`,
-    `<text x="10" y="20" font-size="14" font-weight="bold">${esc(title)}</text>`,
-    `<text x="10" y="38" fill="#555">ratio to the same-run baseline, log scale (throughput/ops: higher is better; RTT: lower is better)</text>`,
-  ];
-  bars.forEach((b, i) => {
-    const y = 50 + i * rowH;
-    parts.push(
-      `<text x="${left - 8}" y="${y + 14}" text-anchor="end">${esc(trim(b.label))}</text>`,
-    );
-    parts.push(
-      `<rect x="${left}" y="${y + 3}" width="${px(b.value).toFixed(1)}" height="${rowH - 6}" fill="${color[b.kind]}"/>`,
-    );
-    parts.push(`<text x="${left + px(b.value) + 4}" y="${y + 14}">${b.value.toFixed(2)}x</text>`);
+  return rows;
+}
+
+function firstLine(s: string | undefined): string {
+  return (s ?? "").split("\n")[0].slice(0, 100);
+}
+
+/** The terminal table. */
+export function terminalTable(run: RunResult): string {
+  const rows = tableRows(run);
+  const full = rows.filter((r) => r.length === rows[0].length);
+  const widths = rows[0].map((_, i) => Math.max(...full.map((r) => r[i].length)));
+  const last = rows[0].length - 1;
+  const lines = rows.map((r) => {
+    if (r.length !== rows[0].length)
+      return `${r[0].padEnd(widths[0])}  ${r[1].padEnd(widths[1])}  ${r[2]}`;
+    return r
+      .map((c, i) => (i < 2 || i === last ? c.padEnd(widths[i]) : c.padStart(widths[i])))
+      .join("  ");
   });
-  const one = left + px(1);
-  parts.push(
-    `<line x1="${one}" y1="45" x2="${one}" y2="${height - 25}" stroke="#c00" stroke-dasharray="4 3"/>`,
-    `<text x="${one}" y="${height - 10}" text-anchor="middle" fill="#c00">1.0x</text>`,
-    "</svg>",
+  lines.splice(1, 0, widths.map((w) => "-".repeat(w)).join("  "));
+  return `${lines.join("\n")}\n${legend()}\n${extrasText(run)}`;
+}
+
+function legend(): string {
+  return (
+    "ratios are row / peer in this run: above 1.00x is better for up/down, below 1.00x for p50/setup; " +
+    "~ marks a figure whose repeats differ by more than 25%"
   );
-  mkdirSync(dirname(path), { recursive: true });
-  writeFileSync(path, `${parts.join("\n")}\n`);
 }
 
-/** Percentile of a sorted array. */
-export function percentile(sorted: readonly number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[i];
+function extrasText(run: RunResult): string {
+  const out: string[] = [];
+  for (const r of run.cases) {
+    for (const [k, v] of Object.entries(r.extras ?? {})) {
+      out.push(`  ${r.label}: ${k} = ${fmt(v.value, v.unit === "share" ? 2 : 1)} ${v.unit}`);
+    }
+  }
+  return out.length ? `extra figures:\n${out.join("\n")}\n` : "";
 }
 
-/** Median of numbers. */
-export function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
+const mdEscape = (s: string): string => s.replaceAll("|", "\\|");
+
+/** The markdown report: settings, main table, further comparisons, extra figures, noise warnings. */
+export function markdown(run: RunResult): string {
+  const byId = new Map(run.cases.map((c) => [c.id, c]));
+  const rows = tableRows(run);
+  const lines: string[] = [];
+  lines.push(
+    `${run.runtime === "node" ? "Node" : "Deno"} ${run.versions[run.runtime] ?? ""}, ${run.machine.cores} cores (${run.machine.cpus}), commit ${run.commit.slice(0, 10)}, ${run.date.slice(0, 10)}; ` +
+      `${Number(run.settings.bytes) / 1e6} MB per bulk transfer, ${run.settings.rttSamples} round trips, ${run.settings.repeat} repeats (median shown)${run.settings.quick ? ", --quick" : ""}.`,
+  );
+  lines.push("");
+  lines.push(`| ${rows[0].map(mdEscape).join(" | ")} |`);
+  lines.push(
+    `| ${rows[0].map((_, i) => (i < 2 || i === rows[0].length - 1 ? "---" : "---:")).join(" | ")} |`,
+  );
+  for (const r of rows.slice(1)) {
+    const cells =
+      r.length === rows[0].length ? r : [...r, ...Array(rows[0].length - r.length).fill("")];
+    lines.push(`| ${cells.map(mdEscape).join(" | ")} |`);
+  }
+  const further: string[] = [];
+  for (const r of run.cases) {
+    if (r.status !== "ok") continue;
+    for (const p of comparisons(r, byId).slice(1)) {
+      further.push(`| ${mdEscape(r.label)} | ${mdEscape(p.label)} | ${ratioText(r, p)} |`);
+    }
+  }
+  if (further.length) {
+    lines.push(
+      "",
+      "Further comparisons:",
+      "",
+      "| row | vs | ratios |",
+      "| --- | --- | --- |",
+      ...further,
+    );
+  }
+  const extras: string[] = [];
+  for (const r of run.cases) {
+    for (const [k, v] of Object.entries(r.extras ?? {})) {
+      extras.push(
+        `| ${mdEscape(r.label)} | ${mdEscape(k)} | ${fmt(v.value, v.unit === "share" ? 2 : 1)} ${v.unit} | ${v.higherIsBetter ? "higher" : "lower"} |`,
+      );
+    }
+  }
+  if (extras.length) {
+    lines.push(
+      "",
+      "| row | extra figure | value | better |",
+      "| --- | --- | ---: | --- |",
+      ...extras,
+    );
+  }
+  const noisy: string[] = [];
+  for (const r of run.cases) {
+    for (const f of FIGURES) {
+      const s = summarize(r.samples?.[f.key]);
+      if (s?.noisy)
+        noisy.push(`${r.label} ${f.title} (${fmt(s.min, f.digits)}-${fmt(s.max, f.digits)})`);
+    }
+  }
+  if (noisy.length)
+    lines.push("", `Noisy (repeats differ by more than 25%, marked ~): ${noisy.join("; ")}.`);
+  return `${lines.join("\n")}\n`;
+}
+
+/** Warnings for figures whose min and max differ by more than 25% of the median. */
+export function noiseWarnings(r: CaseResult): string[] {
+  const out: string[] = [];
+  for (const f of FIGURES) {
+    const s = summarize(r.samples?.[f.key]);
+    if (s?.noisy) {
+      out.push(
+        `warning: ${r.id} ${f.title}: repeats range ${fmt(s.min, f.digits)}-${fmt(s.max, f.digits)} around ${fmt(s.median, f.digits)} (more than 25%)`,
+      );
+    }
+  }
+  return out;
 }

@@ -84,7 +84,19 @@ export function wrapSocket(socket: net.Socket, path?: string): RawConn {
     events?.onError(err);
   };
   // Errors reach the channel through attach(); never let one go unhandled before that.
-  socket.on("error", () => {});
+  // One that comes before (a TLS alert read while the caller still verifies the
+  // peer: Node emits it, and 'end', without destroying the socket) is kept and
+  // handed on at attach, or the channel would wait for an event that already fired.
+  let earlyError: Error | undefined;
+  let earlyEnd = false;
+  const onEarlyError = (e: Error): void => {
+    earlyError ??= e;
+  };
+  const onEarlyEnd = (): void => {
+    earlyEnd = true;
+  };
+  socket.on("error", onEarlyError);
+  socket.on("end", onEarlyEnd);
   socket.on("close", () => {
     closed = true;
   });
@@ -100,6 +112,12 @@ export function wrapSocket(socket: net.Socket, path?: string): RawConn {
       socket.on("end", () => ev.onEnd());
       socket.on("error", (e) => ev.onError(e));
       socket.on("close", () => ev.onClose());
+      socket.off("end", onEarlyEnd);
+      socket.off("error", onEarlyError);
+      socket.on("error", () => {}); // ev.onError has it; keep one no-op for after destroy
+      const missed = earlyError;
+      if (missed !== undefined) queueMicrotask(() => ev.onError(missed));
+      else if (earlyEnd) queueMicrotask(() => ev.onEnd());
       if (closed) queueMicrotask(() => ev.onClose());
       else socket.resume();
     },

@@ -6,7 +6,7 @@
  */
 
 import { PeerVerificationError } from "../channel/errors.ts";
-import { children, DerError, integerBytes, parseOne, Tag } from "./_der.ts";
+import { children, DerError, integerBytes, parseOne, Tag, toHex } from "./_der.ts";
 import type { AlgId, ParsedSpki } from "./_parse.ts";
 import { KeyOid, SignatureOid } from "./oids.ts";
 
@@ -130,6 +130,28 @@ function ecdsaDerToRaw(sig: Uint8Array, size: number): Uint8Array {
   return out;
 }
 
+/**
+ * Imported verification keys by SPKI and algorithm: a CA's key verifies every peer
+ * certificate it issued, so it is imported once (bounded, oldest dropped first).
+ */
+const keyCache = new Map<string, Promise<CryptoKey>>();
+const KEY_CACHE_LIMIT = 256;
+
+function importVerifyKey(
+  spkiDer: Uint8Array,
+  alg: RsaHashedImportParams | EcKeyImportParams | { name: "Ed25519" },
+): Promise<CryptoKey> {
+  const id = `${JSON.stringify(alg)}|${toHex(spkiDer)}`;
+  let key = keyCache.get(id);
+  if (!key) {
+    key = crypto.subtle.importKey("spki", ab(spkiDer), alg, false, ["verify"]);
+    key.catch(() => keyCache.delete(id));
+    if (keyCache.size >= KEY_CACHE_LIMIT) keyCache.delete(keyCache.keys().next().value as string);
+    keyCache.set(id, key);
+  }
+  return key;
+}
+
 function ab(u: Uint8Array): ArrayBuffer {
   return u.slice().buffer as ArrayBuffer;
 }
@@ -156,13 +178,7 @@ export async function verifySignature(
       } catch {
         return false;
       }
-      const key = await crypto.subtle.importKey(
-        "spki",
-        ab(spki.der),
-        { name: "ECDSA", namedCurve: curve.name },
-        false,
-        ["verify"],
-      );
+      const key = await importVerifyKey(spki.der, { name: "ECDSA", namedCurve: curve.name });
       return await crypto.subtle.verify(
         { name: "ECDSA", hash: scheme.hash },
         key,
@@ -172,19 +188,14 @@ export async function verifySignature(
     }
     if (scheme.kind === "rsa") {
       if (spki.kind !== "rsa") return false;
-      const key = await crypto.subtle.importKey(
-        "spki",
-        ab(spki.der),
-        { name: "RSASSA-PKCS1-v1_5", hash: scheme.hash },
-        false,
-        ["verify"],
-      );
+      const key = await importVerifyKey(spki.der, {
+        name: "RSASSA-PKCS1-v1_5",
+        hash: scheme.hash,
+      });
       return await crypto.subtle.verify("RSASSA-PKCS1-v1_5", key, ab(signature), ab(data));
     }
     if (spki.kind !== "ed25519") return false;
-    const key = await crypto.subtle.importKey("spki", ab(spki.der), { name: "Ed25519" }, false, [
-      "verify",
-    ]);
+    const key = await importVerifyKey(spki.der, { name: "Ed25519" });
     return await crypto.subtle.verify({ name: "Ed25519" }, key, ab(signature), ab(data));
   } catch (e) {
     if (e instanceof PeerVerificationError) throw e;

@@ -486,7 +486,29 @@ function parsePeerCert(input: CertificateInput, what: string, idx: number): Path
   }
 }
 
+/**
+ * Parsed trust anchors, by PEM text and position: a TLS endpoint passes the same
+ * bundle on every handshake, so each root is parsed once, not once per connection.
+ * Bounded; nodes are immutable, so sharing them between calls is safe.
+ */
+const rootCache = new Map<string, PathNode>();
+const ROOT_CACHE_LIMIT = 256;
+
 function parseRoot(input: CertificateInput, idx: number): PathNode {
+  if (typeof input === "string") {
+    const key = `${idx}\n${input}`;
+    const hit = rootCache.get(key);
+    if (hit) return hit;
+    const node = parseRootUncached(input, idx);
+    if (rootCache.size >= ROOT_CACHE_LIMIT)
+      rootCache.delete(rootCache.keys().next().value as string);
+    rootCache.set(key, node);
+    return node;
+  }
+  return parseRootUncached(input, idx);
+}
+
+function parseRootUncached(input: CertificateInput, idx: number): PathNode {
   try {
     return parsePeerCert(input, `root #${idx}`, -1 - idx);
   } catch (e) {
@@ -657,6 +679,15 @@ export async function verifyChain(
   if (!path) {
     throw best?.err ?? fail("untrusted-root", "no path to a trusted root");
   }
-  const chain = path.map((n) => new x509.X509Certificate(n.p.der.slice()));
-  return { chain, der: path.map((n) => n.p.der), identity: identityOf(leafNode.p) };
+  // The parsed X509Certificate objects cost more than the whole validation: build them
+  // only when a caller reads `chain`.
+  let chain: readonly X509Certificate[] | undefined;
+  return {
+    get chain(): readonly X509Certificate[] {
+      chain ??= path.map((n) => new x509.X509Certificate(n.p.der.slice()));
+      return chain;
+    },
+    der: path.map((n) => n.p.der),
+    identity: identityOf(leafNode.p),
+  };
 }

@@ -39,21 +39,57 @@ export function mapSocketError(err: Error & { code?: string }, dialing: boolean)
   return new ChannelResetError(`connection failed: ${code}: ${err.message}`, { cause: err });
 }
 
+/** How a connection ended before its peer sent a byte (see {@link SocketChannel}). */
+export type EarlyEvent =
+  | { readonly kind: "end" }
+  | { readonly kind: "error"; readonly code?: string; readonly error?: Error };
+
 /** A {@link BaseChannel} whose wire is a {@link RawConn}. */
 export class SocketChannel extends BaseChannel {
   readonly #conn: RawConn;
 
-  constructor(conn: RawConn, peer: PeerIdentity, config?: Partial<ChannelConfig>) {
+  /**
+   * `early`, when given, names what a close or failure before the first byte from the
+   * peer means (a TLS client whose server has not yet shown it accepted our
+   * certificate: a refusal), in place of a clean end of stream or a reset.
+   */
+  constructor(
+    conn: RawConn,
+    peer: PeerIdentity,
+    config?: Partial<ChannelConfig>,
+    early?: (e: EarlyEvent) => SpokewireError,
+  ) {
     super({ peer, config });
     this.#conn = conn;
+    let pending = early;
     conn.attach({
-      onData: (chunk) => this._push(chunk),
-      onEnd: () => this._pushEnd(),
-      onError: (err) => this._fail(mapSocketError(err, false)),
+      onData: (chunk) => {
+        pending = undefined;
+        return this._push(chunk);
+      },
+      onEnd: () => {
+        if (pending) this._fail(pending({ kind: "end" }));
+        else this._pushEnd();
+      },
+      onError: (err) => {
+        const code = (err as { code?: unknown }).code;
+        if (pending) {
+          this._fail(
+            pending({
+              kind: "error",
+              code: typeof code === "string" ? code : undefined,
+              error: err,
+            }),
+          );
+        } else this._fail(mapSocketError(err, false));
+      },
       onClose: () => {
         const s = this.state;
         if (s !== "releasing" && s !== "closed") {
-          this._fail(new ChannelResetError("connection closed before both sides finished"));
+          this._fail(
+            pending?.({ kind: "end" }) ??
+              new ChannelResetError("connection closed before both sides finished"),
+          );
         }
       },
     });

@@ -62,16 +62,18 @@ export interface TlsClientOptions extends TlsEndpointOptions {
    */
   readonly nameMap?: (name: string) => readonly string[] | undefined;
   /**
-   * The fallback bound on waiting for a TLS 1.3 server's verdict on our
-   * certificate (servers judge it after the handshake, and a refusal looks
-   * like an early close). The wait normally ends on a protocol signal: the
-   * server's first session ticket or first byte (accepted, at once), or its
-   * alert or hang-up (refused, PEER_VERIFICATION_FAILED `client-cert-refused`).
-   * Only a server that sends no tickets (OpenSSL `-num_tickets 0`, TLS 1.2)
-   * and no data, or a client in Deno (whose `node:tls` does not report ticket
-   * arrival), waits the whole window, after which the server is taken as
-   * having accepted. 0 disables the wait. Default
-   * {@link DEFAULT_TLS_REFUSAL_WINDOW_MS}.
+   * How long a dial may wait for a TLS 1.3 server's verdict on our certificate
+   * (servers judge it after the handshake). The wait ends on a protocol signal:
+   * the server's first session ticket or byte (accepted, at once), or its alert
+   * or hang-up (refused: PEER_VERIFICATION_FAILED `client-cert-refused`). When the
+   * window passes without a signal the server is taken as accepting (a later hang-up
+   * is CHANNEL_RESET). Default {@link DEFAULT_TLS_REFUSAL_WINDOW_MS}: under Node felt
+   * only with a server that sends no tickets; under Deno (its `node:tls` reports no
+   * ticket arrival) every dial to a silent server waits it out. `0` (opt-in) hands
+   * the channel out at once and reads any close or failure before the server's first
+   * byte as the refusal (`client-cert-refused` on the first read or write): right
+   * for servers that speak first or judge at once, wrong for a peer that may close
+   * before sending anything.
    */
   readonly refusalWindowMs?: number;
 }
@@ -91,7 +93,7 @@ export interface TlsServerOptions extends TlsEndpointOptions {
 
 /** Default handshake timeout. */
 export const DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
-/** Default fallback wait for a post-handshake refusal by a server that sends no session tickets. */
+/** Node's default bound on waiting for the verdict of a server that sends no session tickets. */
 export const DEFAULT_TLS_REFUSAL_WINDOW_MS = 200;
 /** Default time an authorizer may take. */
 export const DEFAULT_TLS_AUTHORIZE_TIMEOUT_MS = 5_000;

@@ -14,10 +14,12 @@
  * - an **alert or a hang-up** before either: refused, PEER_VERIFICATION_FAILED
  *   with reason `client-cert-refused` (`client-cert-missing` when we sent no
  *   certificate).
- * - nothing within `refusalWindowMs`: the fallback for servers that send no
- *   TLS 1.3 tickets (OpenSSL `-num_tickets 0`; TLS 1.2, whose tickets come
- *   inside the handshake) and for Deno, whose `node:tls` reports no ticket
- *   arrival: taken as accepted. 0 turns the wait off.
+ * - nothing within `refusalWindowMs` (a server that sends no TLS 1.3 tickets,
+ *   such as OpenSSL `-num_tickets 0`; and every silent server under Deno, whose
+ *   `node:tls` reports no ticket arrival): taken as accepted.
+ * - `refusalWindowMs` 0 (opt-in): the channel is handed out at once, and a close
+ *   or failure before the server's first byte fails its first read or write with
+ *   the same PEER_VERIFICATION_FAILED `client-cert-refused`.
  *
  * A server that sends tickets before it has judged the client (one that
  * checks the certificate in application code after the handshake and then
@@ -44,7 +46,7 @@ import {
   TimeoutError,
 } from "../channel/errors.ts";
 import type { Channel } from "../channel/types.ts";
-import { SocketChannel } from "../tcp/socket_channel.ts";
+import { type EarlyEvent, SocketChannel } from "../tcp/socket_channel.ts";
 import { HANGUP_CODES, reasonForRefusal } from "./verify_error.ts";
 import { type PeerPolicy, verifyPeer } from "./verify_peer.ts";
 
@@ -123,22 +125,29 @@ export async function establish(transport: TlsTransport, p: EstablishParams): Pr
     const identity = await verifyPeer(session, p.policy, p.signal);
     // Server: the client passed; let our session tickets tell it so.
     if (p.policy.role === "server") session.acceptPeer();
-    const channel = new SocketChannel(session.conn, identity, p.config);
-    if (p.policy.role === "client" && p.refusalWindowMs > 0) {
-      await awaitAcceptance(session, channel, p);
-    }
-    return channel;
+    let accepted = p.policy.role === "server";
+    if (!accepted && p.refusalWindowMs > 0) accepted = await awaitAcceptance(session, p);
+    // The window passed in silence: taken as accepted (a peer may close before it
+    // sends a byte; that is not a refusal). With no window at all (opt-in), a close
+    // or failure before the first byte fails the first read or write as the refusal.
+    const early =
+      accepted || p.refusalWindowMs > 0
+        ? undefined
+        : (e: EarlyEvent) => refusalError(e, p, "before its first byte");
+    return new SocketChannel(session.conn, identity, p.config, early);
   } catch (err) {
     session.conn.reset();
     throw err;
   }
 }
 
-async function awaitAcceptance(
-  session: TlsSession,
-  channel: Channel,
-  p: EstablishParams,
-): Promise<void> {
+/**
+ * Wait for the server's verdict where the runtime reports it. Resolves true when
+ * the server accepted (ticket or data), false when the verdict is still open (the
+ * window passed: the channel then maps an early close to a refusal), and throws
+ * the refusal.
+ */
+async function awaitAcceptance(session: TlsSession, p: EstablishParams): Promise<boolean> {
   const first = session.firstEvent();
   let ev: FirstEvent;
   try {
@@ -149,12 +158,15 @@ async function awaitAcceptance(
       onCancel: () => first.cancel(),
     });
   } catch (err) {
-    if (err instanceof TimeoutError) return; // silent server: accepted
-    channel.abort(err);
+    if (err instanceof TimeoutError) return false; // silent server: the channel decides later
     throw err;
   }
-  if (ev.kind === "data" || ev.kind === "ticket") return;
-  channel.abort(new Error("refused"));
+  if (ev.kind === "data" || ev.kind === "ticket") return true;
+  throw refusalError(ev, p, "right after the handshake");
+}
+
+/** The refusal an early close or failure means, before the server showed it accepted us. */
+function refusalError(ev: EarlyEvent, p: EstablishParams, when: string): PeerVerificationError {
   const code = ev.kind === "error" ? ev.code : undefined;
   const fallback = p.presentedCert ? "client-cert-refused" : "client-cert-missing";
   let reason = reasonForRefusal(code) ?? fallback;
@@ -165,9 +177,9 @@ async function awaitAcceptance(
       : code !== undefined && HANGUP_CODES.has(code)
         ? `reset the connection (${code})`
         : `failed the connection (${code ?? "error"})`;
-  throw new PeerVerificationError(
+  return new PeerVerificationError(
     reason,
-    `Peer ${p.policy.describe} ${how} right after the handshake, before any data: it refused our ${p.presentedCert ? "certificate" : "missing certificate"}`,
+    `Peer ${p.policy.describe} ${how} ${when}, before any data: it refused our ${p.presentedCert ? "certificate" : "missing certificate"}`,
     { cause: ev.kind === "error" ? ev.error : undefined },
   );
 }

@@ -10,7 +10,7 @@ import {
   type KonnectivityServerOptions,
 } from "../../src/konnectivity/server.ts";
 import { listenTcp } from "../../src/tcp/mod.ts";
-import { makeTestPki, type TestPki } from "./tls_certs.ts";
+import { makeTestPki, type TestPki } from "../../src/testing/_fixtures/pki.ts";
 
 /** Quick reconnects for tests. */
 export const FAST_AGENT_CONFIG = Object.freeze({

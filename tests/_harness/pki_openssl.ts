@@ -1,11 +1,13 @@
 /**
- * Drive the `openssl` CLI (and `faketime`) to make and check certificates.
+ * Drive the `openssl` CLI to make and check certificates. Dated certificates (expired,
+ * not yet valid) are signed with `openssl ca -startdate/-enddate`; no faketime.
  * Every child runs synchronously with a timeout, so none outlives its call.
  */
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { opensslDate, setUpCa } from "../../src/testing/_fixtures/pki.ts";
 
 /** Longest one openssl invocation may take. */
 export const OPENSSL_TIMEOUT_MS = 30_000;
@@ -39,13 +41,14 @@ export interface OsslCertOptions {
   /** Lines of the X.509v3 extension section. */
   ext: string[];
   days?: number;
-  /** Run the signing under faketime at this UTC time ("YYYY-MM-DD HH:MM:SS"). */
-  fakeTime?: string;
+  /** notBefore of the certificate (signed with `openssl ca`); default: now, via `openssl x509`. */
+  notBefore?: Date;
 }
 
 /** A scratch folder of openssl-made keys and certificates. */
 export class OpensslWorkdir {
   readonly dir: string = mkdtempSync(join(tmpdir(), "spokewire-pki-"));
+  #caConfig: string | undefined;
 
   constructor() {
     writeFileSync(
@@ -94,6 +97,19 @@ export class OpensslWorkdir {
       `openssl req ${name}`,
     );
     this.write(`${name}.ext`, `[ext]\n${opts.ext.join("\n")}\n`);
+    if (opts.notBefore) {
+      if (!issuer) throw new Error("a dated certificate needs an issuer");
+      const cnf = this.#caConfig ?? setUpCa(this.dir);
+      this.#caConfig = cnf;
+      const end = new Date(opts.notBefore.getTime() + (opts.days ?? 30) * 86_400_000);
+      const args = ["ca", "-config", cnf, "-batch", "-notext", "-preserveDN", "-rand_serial"];
+      args.push("-md", "sha256", "-cert", `${issuer}.pem`, "-keyfile", `${issuer}.key`);
+      args.push("-in", `${name}.csr`, "-out", `${name}.pem`, "-extfile", `${name}.ext`);
+      args.push("-extensions", "ext", "-startdate", opensslDate(opts.notBefore));
+      args.push("-enddate", opensslDate(end));
+      must(run("openssl", args, this.dir), `openssl ca ${name}`);
+      return this.read(`${name}.pem`);
+    }
     const args = [
       "x509",
       "-req",
@@ -113,9 +129,7 @@ export class OpensslWorkdir {
     ];
     if (issuer) args.push("-CA", `${issuer}.pem`, "-CAkey", `${issuer}.key`);
     else args.push("-signkey", `${name}.key`);
-    const r = opts.fakeTime
-      ? run("faketime", [opts.fakeTime, "openssl", ...args], this.dir)
-      : run("openssl", args, this.dir);
+    const r = run("openssl", args, this.dir);
     must(r, `openssl x509 ${name}`);
     return this.read(`${name}.pem`);
   }

@@ -1,10 +1,10 @@
 import { after } from "node:test";
 import { type Channel, DEFAULT_CHANNEL_CONFIG, memoryPair } from "../../mod.ts";
 import type { SocketChannel } from "../../src/tcp/mod.ts";
+import { makeTestPki } from "../../src/testing/_fixtures/pki.ts";
 import { describeChannelConformance } from "../../src/testing/mod.ts";
 import { listenTls, TlsAcceptor, TlsDialer, type TlsListener } from "../../src/tls/mod.ts";
 import { kernelTcpBufferMax } from "../_harness/kernel.ts";
-import { makeTestPki } from "../_harness/tls_certs.ts";
 import { startRelay } from "../_harness/tls_proxy.ts";
 
 const pki = makeTestPki();

@@ -12,7 +12,8 @@ import { join } from "node:path";
 import process from "node:process";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import { makeTestPki } from "../_harness/tls_certs.ts";
+import { makeTestPki } from "../../src/testing/_fixtures/pki.ts";
+import { peerSkip } from "../_harness/peers.ts";
 
 const MAIN = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
 const IS_DENO = typeof (globalThis as { Deno?: unknown }).Deno !== "undefined";
@@ -105,7 +106,9 @@ describe("spokewire-konnectivity CLI", () => {
     assert.equal(await exited(d), 2);
   });
 
-  it("server + agent as processes; curl through the mTLS CONNECT frontend; SIGTERM stops both", async () => {
+  it("server + agent as processes; curl through the mTLS CONNECT frontend; SIGTERM stops both", {
+    skip: peerSkip("curl"),
+  }, async () => {
     const server = cli([
       "server",
       "--agent-bind",

@@ -18,6 +18,7 @@ import {
 import { listenTcp, TcpDialer, type TcpTarget } from "../../src/tcp/mod.ts";
 import { listenTls } from "../../src/tls/mod.ts";
 import { Cluster } from "../_harness/konnectivity_cluster.ts";
+import { peerSkip } from "../_harness/peers.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -88,7 +89,7 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-describe("curl through the HTTP CONNECT frontend", () => {
+describe("curl through the HTTP CONNECT frontend", { skip: peerSkip("curl") }, () => {
   it("plain TCP proxy on 127.0.0.1: curl -p -x", async () => {
     const r = await curl([
       "-p",

@@ -2,9 +2,9 @@ import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import { type Channel, PeerVerificationError, SpokewireError } from "../../mod.ts";
 import { TICKET_EVENTS } from "../../src/_runtime/tls.ts";
+import { type Issued, makeTestPki } from "../../src/testing/_fixtures/pki.ts";
 import { readAll, writeAll } from "../../src/testing/mod.ts";
 import { listenTls, TlsDialer, type TlsDialerOptions } from "../../src/tls/mod.ts";
-import { type Issued, makeTestPki } from "../_harness/tls_certs.ts";
 import { type OpensslProcess, startOpenssl, startSServer } from "../_harness/tls_openssl.ts";
 
 const pki = makeTestPki();
@@ -52,6 +52,29 @@ function reason(r: string) {
   };
 }
 
+/**
+ * The error a refused dial ends in: at the dial itself, or (where the runtime cannot
+ * know the server's verdict by then: Deno, or a zero refusal window) at the first
+ * write or read. A clean end of stream or data instead is a failure.
+ */
+async function refusal(dialing: Promise<Channel>): Promise<unknown> {
+  let ch: Channel;
+  try {
+    ch = await dialing;
+  } catch (e) {
+    return e;
+  }
+  try {
+    const w = ch.writable.getWriter();
+    await w.write(enc.encode("x\n"));
+    const { done } = await ch.readable.getReader().read();
+    ch.abort();
+    return new Error(`not refused: the first read gave ${done ? "end of stream" : "data"}`);
+  } catch (e) {
+    return e;
+  }
+}
+
 async function revRoundTrip(ch: Channel): Promise<void> {
   const w = ch.writable.getWriter();
   await w.write(enc.encode("spokewire\n"));
@@ -90,27 +113,27 @@ describe("TLS interop: our dialer against openssl s_server", () => {
 
     it(`${version}: a client certificate from a foreign CA is refused (client-cert-refused)`, async () => {
       const s = await sServer(pki.server, ["-Verify", "1", "-verify_return_error", flag]);
-      await assert.rejects(
+      const err = await refusal(
         dialer(pki.foreignClient, { minVersion }).dial({
           host: "127.0.0.1",
           port: s.port,
           name: "localhost",
         }),
-        reason("client-cert-refused"),
       );
+      reason("client-cert-refused")(err);
       s.stop();
     });
 
     it(`${version}: no client certificate where one is required (client-cert-missing)`, async () => {
       const s = await sServer(pki.server, ["-Verify", "1", "-verify_return_error", flag]);
-      await assert.rejects(
+      const err = await refusal(
         dialer(undefined, { minVersion }).dial({
           host: "127.0.0.1",
           port: s.port,
           name: "localhost",
         }),
-        reason("client-cert-missing"),
       );
+      reason("client-cert-missing")(err);
       s.stop();
     });
   }
@@ -189,7 +212,7 @@ describe("TLS interop: our dialer against openssl s_server", () => {
 describe("TLS interop: how the dialer learns that s_server accepted its certificate", () => {
   // A window this long would blow the test timeout: a pass means it was not waited out.
   // Deno's node:tls reports no ticket arrival: there the dial must still succeed,
-  // through a short refusal-window fallback.
+  // through a short refusal-window fallback (its default is no wait at all).
   const long = { refusalWindowMs: TICKET_EVENTS ? 60_000 : 300 };
 
   it("TLS 1.3 s_server sends session tickets once it accepted us: the dial resolves on the first", {
@@ -252,6 +275,52 @@ describe("TLS interop: how the dialer learns that s_server accepted its certific
       dialer(pki.foreignClient, long).dial({ host: "127.0.0.1", port: s.port, name: "localhost" }),
       reason("client-cert-refused"),
     );
+    s.stop();
+  });
+
+  for (const tickets of ["2", "0"]) {
+    it(`with no wait at all (the Deno default), a refusal fails the first write or read (-num_tickets ${tickets})`, {
+      timeout: 20_000,
+    }, async () => {
+      const s = await sServer(pki.server, [
+        "-Verify",
+        "1",
+        "-verify_return_error",
+        "-tls1_3",
+        "-num_tickets",
+        tickets,
+      ]);
+      const t0 = performance.now();
+      const err = await refusal(
+        dialer(pki.foreignClient, { refusalWindowMs: 0 }).dial({
+          host: "127.0.0.1",
+          port: s.port,
+          name: "localhost",
+        }),
+      );
+      reason("client-cert-refused")(err);
+      // No fixed wait: the outcome came from the protocol, long before any timeout.
+      assert.ok(performance.now() - t0 < 5_000);
+      s.stop();
+    });
+  }
+
+  it("with no wait at all, an accepting -num_tickets 0 server gives a working channel", async () => {
+    const s = await sServer(pki.server, [
+      "-Verify",
+      "1",
+      "-verify_return_error",
+      "-tls1_3",
+      "-num_tickets",
+      "0",
+    ]);
+    const ch = await dialer(pki.client, { refusalWindowMs: 0 }).dial({
+      host: "127.0.0.1",
+      port: s.port,
+      name: "localhost",
+    });
+    await revRoundTrip(ch);
+    ch.abort();
     s.stop();
   });
 });

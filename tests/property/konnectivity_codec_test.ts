@@ -4,8 +4,8 @@ import fc from "fast-check";
 import { ProtocolError } from "../../src/channel/errors.ts";
 import { decodePacket, encodePacket } from "../../src/konnectivity/codec.ts";
 import { type Packet, PacketType } from "../../src/konnectivity/packet.ts";
+import { naiveDecode, naiveEncode } from "../../src/testing/_fixtures/konnectivity_naive.ts";
 import { arbPacket } from "../_harness/konnectivity_arb.ts";
-import { naiveDecode, naiveEncode } from "../_harness/konnectivity_naive.ts";
 
 type Outcome = { ok: Packet } | { err: "ProtocolError" };
 

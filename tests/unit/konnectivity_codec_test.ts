@@ -14,7 +14,9 @@ import {
   type Packet,
   PacketType,
 } from "../../src/konnectivity/packet.ts";
-import { naiveDecode, naiveEncode } from "../_harness/konnectivity_naive.ts";
+import { naiveDecode, naiveEncode } from "../../src/testing/_fixtures/konnectivity_naive.ts";
+import { peerSkip } from "../_harness/peers.ts";
+import { bufbuildEncode, packetSchema } from "../_harness/proto_schema.ts";
 
 const PROTO_DIR = fileURLToPath(new URL("../fixtures/", import.meta.url));
 const te = new TextEncoder();
@@ -26,7 +28,10 @@ function unhex(s: string): Uint8Array {
   return new Uint8Array(s.match(/../g)?.map((x) => Number.parseInt(x, 16)) ?? []);
 }
 
-/** [packet, protoc text format, expected hex]. The hex was produced by protoc 3.21 and is re-checked below. */
+/**
+ * [packet, protobuf text format, expected hex]. The hex was produced by protoc 3.21 and is
+ * re-checked below by @bufbuild/protobuf (always) and protoc (when installed).
+ */
 const GOLDEN: ReadonlyArray<readonly [Packet, string, string]> = [
   [
     {
@@ -122,8 +127,15 @@ function isProtocolError(e: unknown): boolean {
 }
 
 describe("konnectivity codec: golden vectors", () => {
-  it("protoc (the reference encoder) produces every golden vector", () => {
+  it("protoc (the reference encoder) produces every golden vector", {
+    skip: peerSkip("protoc"),
+  }, () => {
     for (const [, text, want] of GOLDEN) assert.equal(protocEncode(text), want, text);
+  });
+
+  it("@bufbuild/protobuf (a second encoder, on every machine) produces every golden vector", () => {
+    const schema = packetSchema(`${PROTO_DIR}konnectivity.proto`);
+    for (const [, text, want] of GOLDEN) assert.equal(bufbuildEncode(schema, text), want, text);
   });
 
   for (const [p, text, want] of GOLDEN) {

@@ -10,9 +10,9 @@ import {
   verifyKonnectivityServerConfig,
 } from "../../src/konnectivity/server.ts";
 import type { TcpTarget } from "../../src/tcp/mod.ts";
+import { makeTestPki } from "../../src/testing/_fixtures/pki.ts";
 import { TlsDialer } from "../../src/tls/mod.ts";
 import { Cluster } from "../_harness/konnectivity_cluster.ts";
-import { makeTestPki } from "../_harness/tls_certs.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();

@@ -1,6 +1,6 @@
 /**
- * verifyChain over the x509-limbo suite (../shared/data/x509-limbo beside the repository, or
- * $X509_LIMBO_JSON). Profile: Web PKI — where the suite's RFC 5280 and Web PKI
+ * verifyChain over the x509-limbo suite (vendored in tests/fixtures/x509-limbo, see its
+ * SOURCE.md; or $X509_LIMBO_JSON). Profile: Web PKI — where the suite's RFC 5280 and Web PKI
  * cases conflict (`conflicts_with`), the RFC 5280 side is not run.
  */
 import assert from "node:assert/strict";
@@ -12,7 +12,7 @@ import { type ExpectedName, verifyChain } from "../../src/pki/mod.ts";
 
 const FILE =
   process.env.X509_LIMBO_JSON ??
-  fileURLToPath(new URL("../../../shared/data/x509-limbo/limbo.json", import.meta.url));
+  fileURLToPath(new URL("../fixtures/x509-limbo/limbo.json", import.meta.url));
 
 interface LimboCase {
   id: string;

@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import { type Channel, memoryPair, PeerVerificationError } from "../../mod.ts";
 import { TICKET_EVENTS } from "../../src/_runtime/tls.ts";
+import { makeTestPki } from "../../src/testing/_fixtures/pki.ts";
 import { listenTls, TlsAcceptor, TlsDialer, type TlsListener } from "../../src/tls/mod.ts";
-import { makeTestPki } from "../_harness/tls_certs.ts";
 
 // How the dialer learns that a TLS 1.3 server accepted its certificate: the
 // server's first session ticket (Node), its first byte, or, failing both, the

@@ -9,6 +9,7 @@ import {
   type SpokewireError,
   TimeoutError,
 } from "../../mod.ts";
+import { makeTestPki } from "../../src/testing/_fixtures/pki.ts";
 import { readAll, writeAll } from "../../src/testing/mod.ts";
 import {
   identityMatches,
@@ -18,7 +19,6 @@ import {
   type TlsListener,
   type TlsListenOptions,
 } from "../../src/tls/mod.ts";
-import { makeTestPki } from "../_harness/tls_certs.ts";
 import { startMitm } from "../_harness/tls_proxy.ts";
 
 const pki = makeTestPki();

@@ -1,41 +1,80 @@
 /**
- * A private OpenSSH sshd for tests: its own config, host keys, client keys,
- * authorized_keys, PidFile and loopback port. Ready when it logs that it
- * listens (no sleeps); stopped by PID.
+ * A private OpenSSH sshd for tests and the bench: its own config, host keys, client
+ * keys, authorized_keys, PidFile and loopback port. Ready when it logs that it listens
+ * (no sleeps); stopped by PID. Needs `sshd` (openssh-server) and `ssh-keygen`
+ * (openssh-client): check {@link sshdSkipReason} first.
+ *
+ * {@link SshServerFixture} is the part shared with the embedded ssh2 server
+ * (`ssh2_server.ts`), so a test or a bench case can run against either.
+ *
+ * @module
  */
+import { Buffer } from "node:buffer";
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
-import { tmpdir } from "node:os";
+import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
+import process from "node:process";
+import { findProgram, missingProgram } from "./programs.ts";
 
+/** Key types the fixtures generate. */
 export type KeyKind = "ed25519" | "ecdsa" | "rsa";
 
-export interface Sshd {
+/** What every SSH server fixture (OpenSSH sshd, the ssh2 server) offers. */
+export interface SshServerFixture {
+  /** Which server this is. */
+  readonly kind: "sshd" | "ssh2";
   readonly host: string;
   readonly port: number;
-  readonly dir: string;
   readonly user: string;
-  /** Client private keys (OpenSSH format) that authorized_keys accepts. */
-  readonly clientKeys: Record<KeyKind, string>;
-  readonly clientKeyPaths: Record<KeyKind, string>;
-  /** A client key that authorized_keys does NOT list. */
+  /** The ed25519 client private key (OpenSSH format) the server accepts. */
+  readonly clientKey: string;
+  /** The same key as a file (mode 0600), for `ssh -i`. */
+  readonly clientKeyPath: string;
+  /** A client key the server does NOT accept. */
   readonly strangerKey: string;
-  /** Host public key lines (`type base64 comment`). */
-  readonly hostKeys: Record<KeyKind, string>;
-  /** known_hosts text for this server (all host keys). */
-  knownHosts(kinds?: KeyKind[]): string;
-  /** `SHA256:` fingerprint of a host key. */
-  fingerprint(kind: KeyKind): string;
-  /** Lines sshd wrote to stderr (for debugging failed tests). */
-  readonly log: string[];
+  /** The ed25519 host public key line (`type base64 comment`). */
+  readonly hostKey: string;
+  /** The server's process id, when it is a separate process (sshd forks a child per connection). */
+  readonly pid: number | undefined;
+  /** known_hosts text for this server. */
+  knownHosts(): string;
+  /** `SHA256:` fingerprint of the ed25519 host key. */
+  fingerprint(): string;
   stop(): Promise<void>;
 }
 
+/** A running private sshd. */
+export interface Sshd extends SshServerFixture {
+  readonly kind: "sshd";
+  readonly dir: string;
+  /** Client private keys (OpenSSH format) that authorized_keys accepts. */
+  readonly clientKeys: Record<KeyKind, string>;
+  readonly clientKeyPaths: Record<KeyKind, string>;
+  /** Host public key lines (`type base64 comment`). */
+  readonly hostKeys: Record<KeyKind, string>;
+  /** known_hosts text for this server (all host keys, or the given kinds). */
+  knownHosts(kinds?: KeyKind[]): string;
+  /** `SHA256:` fingerprint of a host key (default ed25519). */
+  fingerprint(kind?: KeyKind): string;
+  /** Lines sshd wrote to stderr (for debugging failed tests). */
+  readonly log: string[];
+}
+
+/** How to start the sshd. */
 export interface SshdOptions {
   /** Extra sshd_config lines (e.g. "RekeyLimit 1M 5s", "AllowTcpForwarding no"). */
   readonly extra?: readonly string[];
   readonly hostKeyKinds?: readonly KeyKind[];
+  /** The ciphers sshd offers (sshd_config `Ciphers`); default sshd's own list. */
+  readonly ciphers?: readonly string[];
+}
+
+/** Why the sshd fixture cannot run here ("sshd not installed (Debian package openssh-server)"), or undefined. */
+export function sshdSkipReason(): string | undefined {
+  return missingProgram("sshd", "ssh-keygen");
 }
 
 const KEYGEN: Record<KeyKind, string[]> = {
@@ -44,8 +83,20 @@ const KEYGEN: Record<KeyKind, string[]> = {
   rsa: ["-t", "rsa", "-b", "2048"],
 };
 
+function keygenPath(): string {
+  const p = findProgram("ssh-keygen");
+  if (!p) throw new Error(missingProgram("ssh-keygen"));
+  return p;
+}
+
 function keygen(path: string, kind: KeyKind): void {
-  execFileSync("ssh-keygen", [...KEYGEN[kind], "-N", "", "-q", "-C", `test-${kind}`, "-f", path]);
+  execFileSync(keygenPath(), [...KEYGEN[kind], "-N", "", "-q", "-C", `test-${kind}`, "-f", path]);
+}
+
+/** `SHA256:` fingerprint of a public key line, computed like `ssh-keygen -l -E sha256`. */
+export function publicKeyFingerprint(line: string): string {
+  const blob = Buffer.from(line.trim().split(/\s+/)[1] ?? "", "base64");
+  return `SHA256:${createHash("sha256").update(blob).digest("base64").replace(/=+$/, "")}`;
 }
 
 /** A free loopback port (bind 0, read it, close). */
@@ -87,8 +138,24 @@ function release(): void {
   }
 }
 
+/**
+ * sshd run as root insists on its privilege-separation directory (compiled in as
+ * /run/sshd; no config option moves it). A fresh container has none: create it
+ * when we may (as Debian's service unit does), else let sshd say what it misses.
+ */
+function privsepDir(): void {
+  if (existsSync("/run/sshd") || process.getuid?.() !== 0) return;
+  try {
+    mkdirSync("/run/sshd", { recursive: true, mode: 0o755 });
+  } catch {
+    // sshd will report it
+  }
+}
+
 /** Start a private sshd on 127.0.0.1 (retried: the free port may be taken meanwhile). */
 export async function startSshd(options: SshdOptions = {}): Promise<Sshd> {
+  const missing = sshdSkipReason();
+  if (missing) throw new Error(missing);
   for (let attempt = 1; ; attempt++) {
     try {
       return await startOnce(options);
@@ -103,7 +170,7 @@ async function startOnce(options: SshdOptions): Promise<Sshd> {
   running++;
   let stopped = false;
   const dir = mkdtempSync(join(tmpdir(), "spokewire-sshd-"));
-  if (!existsSync("/run/sshd")) mkdirSync("/run/sshd", { recursive: true, mode: 0o755 });
+  privsepDir();
   const kinds = options.hostKeyKinds ?? ["ed25519", "ecdsa", "rsa"];
   const auth = (["ed25519", "ecdsa", "rsa"] as const)
     .map((k) => readFileSync(join(kd, `client_${k}.pub`), "utf8").trim())
@@ -124,16 +191,15 @@ async function startOnce(options: SshdOptions): Promise<Sshd> {
     "UsePAM no",
     "MaxStartups 100:30:200",
     "LogLevel INFO",
+    ...(options.ciphers ? [`Ciphers ${options.ciphers.join(",")}`] : []),
     ...(options.extra ?? []),
   ];
   writeFileSync(join(dir, "sshd_config"), `${config.join("\n")}\n`);
   const log: string[] = [];
   const child: ChildProcess = spawn(
-    "/usr/sbin/sshd",
+    findProgram("sshd")!,
     ["-D", "-e", "-f", join(dir, "sshd_config")],
-    {
-      stdio: ["ignore", "ignore", "pipe"],
-    },
+    { stdio: ["ignore", "ignore", "pipe"] },
   );
   const exited = new Promise<void>((r) => child.once("exit", () => r()));
   const ready = new Promise<void>((resolve, reject) => {
@@ -163,7 +229,10 @@ async function startOnce(options: SshdOptions): Promise<Sshd> {
   try {
     await ready;
   } catch (err) {
-    if (child.exitCode === null && child.pid !== undefined) process.kill(child.pid, "SIGTERM");
+    if (child.exitCode === null && child.pid !== undefined) {
+      process.kill(child.pid, "SIGTERM");
+      await exited;
+    }
     rmSync(dir, { recursive: true, force: true });
     release();
     throw err;
@@ -175,36 +244,37 @@ async function startOnce(options: SshdOptions): Promise<Sshd> {
     rsa: pub("host_rsa"),
   };
   const priv = (name: string): string => readFileSync(join(kd, name), "utf8");
+  const clientKeys = {
+    ed25519: priv("client_ed25519"),
+    ecdsa: priv("client_ecdsa"),
+    rsa: priv("client_rsa"),
+  };
+  const clientKeyPaths = {
+    ed25519: join(kd, "client_ed25519"),
+    ecdsa: join(kd, "client_ecdsa"),
+    rsa: join(kd, "client_rsa"),
+  };
   return {
+    kind: "sshd",
     host: "127.0.0.1",
     port,
     dir,
-    user: "root",
-    clientKeys: {
-      ed25519: priv("client_ed25519"),
-      ecdsa: priv("client_ecdsa"),
-      rsa: priv("client_rsa"),
-    },
-    clientKeyPaths: {
-      ed25519: join(kd, "client_ed25519"),
-      ecdsa: join(kd, "client_ecdsa"),
-      rsa: join(kd, "client_rsa"),
-    },
+    // sshd without PAM logs in the user it runs as: ourselves.
+    user: userInfo().username,
+    pid: child.pid,
+    clientKey: clientKeys.ed25519,
+    clientKeyPath: clientKeyPaths.ed25519,
+    clientKeys,
+    clientKeyPaths,
     strangerKey: priv("stranger"),
+    hostKey: hostKeys.ed25519,
     hostKeys,
     log,
     knownHosts(ks: KeyKind[] = [...kinds]) {
       return `${ks.map((k) => `[127.0.0.1]:${port} ${hostKeys[k].split(" ").slice(0, 2).join(" ")}`).join("\n")}\n`;
     },
-    fingerprint(kind: KeyKind) {
-      const out = execFileSync(
-        "ssh-keygen",
-        ["-l", "-E", "sha256", "-f", join(kd, `host_${kind}.pub`)],
-        {
-          encoding: "utf8",
-        },
-      );
-      return out.split(" ")[1]!;
+    fingerprint(kind: KeyKind = "ed25519") {
+      return publicKeyFingerprint(hostKeys[kind]);
     },
     async stop() {
       if (stopped) return;
@@ -219,7 +289,7 @@ async function startOnce(options: SshdOptions): Promise<Sshd> {
   };
 }
 
-/** A host public key that belongs to no test server (for "wrong host key"). */
+/** A host public key that belongs to no sshd fixture (for "wrong host key"). */
 export function otherHostKeyLine(): string {
   return readFileSync(join(keys(), "other_host.pub"), "utf8").trim();
 }

@@ -2,13 +2,18 @@
  * Test certificates made with the `openssl` CLI (a real, independent issuer),
  * once per test file, into a temporary directory. ECDSA P-256 keys: fast.
  *
+ * Leaves are signed with `openssl ca`, which takes explicit validity dates
+ * (`-startdate`/`-enddate`), so expired and not-yet-valid certificates need no
+ * clock faking (no `faketime`). Only `openssl` must be installed.
+ *
  * @module
  */
 
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { missingProgram } from "./programs.ts";
 
 /** One key pair with its certificate, as PEM text and as files. */
 export interface Issued {
@@ -39,25 +44,31 @@ export interface TestPki {
   readonly wrongSanServer: Issued;
   /** Issued by `ca`, CN=localhost, no SAN at all (CN fallback must not apply). */
   readonly cnOnlyServer: Issued;
-  /** Issued by `ca`, SANs like `server`, expired in 2020. */
+  /** Issued by `ca`, SANs like `server`, valid 2020-01-01 to 2020-01-11 (expired). */
   readonly expiredServer: Issued;
+  /** Issued by `ca`, SANs like `server`, valid from 3 days after now (not yet valid). */
+  readonly notYetValidServer: Issued;
   /** Client: CN=system:node:node-1, O=system:nodes. */
   readonly client: Issued;
   /** Client: CN=system:node:node-2, O=system:other. */
   readonly client2: Issued;
   /** Client from `foreignCa`. */
   readonly foreignClient: Issued;
-  /** Client from `ca`, expired. */
+  /** Client from `ca`, valid 2020-01-01 to 2020-01-11 (expired). */
   readonly expiredClient: Issued;
+  /** Client from `ca`, valid from 3 days after now (not yet valid). */
+  readonly notYetValidClient: Issued;
   /** The CA bundle file (just `ca`). */
   readonly caPath: string;
   /** Remove the directory. */
   cleanup(): void;
 }
 
-function ossl(args: string[], cwd: string, faketime?: string): void {
-  if (faketime) execFileSync("faketime", [faketime, "openssl", ...args], { cwd, stdio: "pipe" });
-  else execFileSync("openssl", args, { cwd, stdio: "pipe" });
+/** Longest one openssl invocation may take. */
+const OPENSSL_TIMEOUT_MS = 30_000;
+
+function ossl(args: string[], cwd: string): void {
+  execFileSync("openssl", args, { cwd, stdio: "pipe", timeout: OPENSSL_TIMEOUT_MS });
 }
 
 function keygen(dir: string, name: string): string {
@@ -101,10 +112,50 @@ function makeRoot(dir: string, name: string, cn: string): Issued {
   return read(certPath, keyPath);
 }
 
+/**
+ * The smallest `openssl ca` configuration: a database and an output folder in the
+ * temporary directory, any subject accepted and kept as the CSR has it, extensions
+ * only from `-extfile` (never copied from the request).
+ */
+const CA_CONFIG = `[ca]
+default_ca = test_ca
+[test_ca]
+database = ca-db/index.txt
+new_certs_dir = ca-db/new
+serial = ca-db/serial
+default_md = sha256
+policy = any_subject
+unique_subject = no
+copy_extensions = none
+email_in_dn = no
+[any_subject]
+organizationName = optional
+commonName = optional
+`;
+
+/** Make `dir` an `openssl ca` workspace (database, serial, config); returns the config path. */
+export function setUpCa(dir: string): string {
+  mkdirSync(join(dir, "ca-db", "new"), { recursive: true });
+  writeFileSync(join(dir, "ca-db", "index.txt"), "");
+  writeFileSync(join(dir, "ca-db", "serial"), "01\n");
+  const cnf = join(dir, "ca.cnf");
+  writeFileSync(cnf, CA_CONFIG);
+  return cnf;
+}
+
+/** `YYYYMMDDHHMMSSZ`, the form `openssl ca -startdate/-enddate` takes. */
+export function opensslDate(d: Date): string {
+  return `${d.toISOString().replace(/[-:T]/g, "").slice(0, 14)}Z`;
+}
+
+const DAY_MS = 86_400_000;
+
 interface LeafSpec {
   readonly subj: string;
   readonly ext: string;
-  readonly faketime?: string;
+  /** notBefore; default: one minute ago. */
+  readonly notBefore?: Date;
+  /** Days from notBefore to notAfter; default 30. */
   readonly days?: number;
 }
 
@@ -115,20 +166,29 @@ function issue(dir: string, name: string, issuer: Issued, spec: LeafSpec): Issue
   const certPath = join(dir, `${name}.crt`);
   writeFileSync(extPath, `[v3]\n${spec.ext}\n`);
   ossl(["req", "-new", "-key", keyPath, "-subj", spec.subj, "-out", csr], dir);
+  const start = spec.notBefore ?? new Date(Date.now() - 60_000);
+  const end = new Date(start.getTime() + (spec.days ?? 30) * DAY_MS);
   ossl(
     [
-      "x509",
-      "-req",
+      "ca",
+      "-config",
+      join(dir, "ca.cnf"),
+      "-batch",
+      "-notext",
+      "-preserveDN",
+      "-rand_serial",
+      "-md",
+      "sha256",
+      "-cert",
+      issuer.certPath,
+      "-keyfile",
+      issuer.keyPath,
       "-in",
       csr,
-      "-CA",
-      issuer.certPath,
-      "-CAkey",
-      issuer.keyPath,
-      "-set_serial",
-      String(Math.floor(Math.random() * 1e12)),
-      "-days",
-      String(spec.days ?? 30),
+      "-startdate",
+      opensslDate(start),
+      "-enddate",
+      opensslDate(end),
       "-extfile",
       extPath,
       "-extensions",
@@ -137,7 +197,6 @@ function issue(dir: string, name: string, issuer: Issued, spec: LeafSpec): Issue
       certPath,
     ],
     dir,
-    spec.faketime,
   );
   return read(certPath, keyPath);
 }
@@ -155,6 +214,9 @@ const CLIENT_EXT = [
   "extendedKeyUsage=clientAuth",
 ].join("\n");
 
+/** notBefore of the expired certificates. */
+const EXPIRED_FROM = new Date("2020-01-01T00:00:00Z");
+
 /**
  * Generate the test PKI into a fresh temporary directory.
  *
@@ -165,7 +227,10 @@ const CLIENT_EXT = [
  * ```
  */
 export function makeTestPki(): TestPki {
+  const missing = missingProgram("openssl");
+  if (missing) throw new Error(`Cannot make the test PKI: ${missing}`);
   const dir = mkdtempSync(join(tmpdir(), "spokewire-tls-"));
+  setUpCa(dir);
   const ca = makeRoot(dir, "ca", "spokewire test root");
   const foreignCa = makeRoot(dir, "foreign-ca", "foreign root");
   const inter = issue(dir, "inter", ca, {
@@ -193,7 +258,13 @@ export function makeTestPki(): TestPki {
   const expiredServer = issue(dir, "expired-server", ca, {
     subj: serverSubj,
     ext: SERVER_EXT,
-    faketime: "2020-01-01 00:00:00",
+    notBefore: EXPIRED_FROM,
+    days: 10,
+  });
+  const notYetValidServer = issue(dir, "future-server", ca, {
+    subj: serverSubj,
+    ext: SERVER_EXT,
+    notBefore: new Date(Date.now() + 3 * DAY_MS),
     days: 10,
   });
   const clientSubj = "/O=system:nodes/CN=system:node:node-1";
@@ -209,7 +280,13 @@ export function makeTestPki(): TestPki {
   const expiredClient = issue(dir, "expired-client", ca, {
     subj: clientSubj,
     ext: CLIENT_EXT,
-    faketime: "2020-01-01 00:00:00",
+    notBefore: EXPIRED_FROM,
+    days: 10,
+  });
+  const notYetValidClient = issue(dir, "future-client", ca, {
+    subj: clientSubj,
+    ext: CLIENT_EXT,
+    notBefore: new Date(Date.now() + 3 * DAY_MS),
     days: 10,
   });
   return {
@@ -224,10 +301,12 @@ export function makeTestPki(): TestPki {
     wrongSanServer,
     cnOnlyServer,
     expiredServer,
+    notYetValidServer,
     client,
     client2,
     foreignClient,
     expiredClient,
+    notYetValidClient,
     caPath: ca.certPath,
     cleanup: () => rmSync(dir, { recursive: true, force: true }),
   };

@@ -4,8 +4,8 @@
  * property can check the fast codec against it. Same rules, see SPEC.md.
  */
 
-import { ProtocolError } from "../../src/channel/errors.ts";
-import type { Packet } from "../../src/konnectivity/packet.ts";
+import { ProtocolError } from "../../channel/errors.ts";
+import type { Packet } from "../../konnectivity/packet.ts";
 
 /** Packet.payload field numbers, indexed by packet type (from the .proto). */
 const PAYLOAD_NO = [2, 3, 5, 6, 4, 7, 8, 9, 10, 11, 12, 13];

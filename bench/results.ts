@@ -1,0 +1,127 @@
+/**
+ * The shape of a bench run's results (what `run_case.ts` prints and `main.ts`
+ * collects), and the summaries every output is made from.
+ *
+ * @module
+ */
+import type { ExtraFigure } from "./types.ts";
+
+/** The standard figures, one value per measured repeat. */
+export interface Samples {
+  /** Client -> target, MB/s (1 MB = 1e6 bytes). */
+  uploadMBps: number[];
+  /** Target -> client, MB/s. */
+  downloadMBps: number[];
+  /** 64-byte round trip p50, us. */
+  rttP50Us: number[];
+  /** 64-byte round trip p99, us. */
+  rttP99Us: number[];
+  /** Dial to first echoed byte, median of the repeat's connections, ms. */
+  setupMs: number[];
+  /** CPU seconds (all processes of the path) per GB moved by the bulk transfers. */
+  cpuSPerGB: number[];
+}
+
+/** Every raw sample of the last repeat, for the JSON. */
+export interface RawSamples {
+  /** Each round trip, us (rounded to 0.1). */
+  rttUs: number[];
+  /** Each connection setup, ms. */
+  setupMs: number[];
+}
+
+/** One case's outcome. */
+export interface CaseResult {
+  readonly id: string;
+  readonly group: string;
+  readonly label: string;
+  readonly peer?: string;
+  readonly alsoVs?: readonly string[];
+  readonly status: "ok" | "skipped" | "failed";
+  /** Why it was skipped or how it failed. */
+  readonly reason?: string;
+  /** Time to start the path (servers, processes, connections), ms. */
+  readonly startMs?: number;
+  readonly samples?: Samples;
+  readonly raw?: RawSamples;
+  /** Peak RSS (VmHWM) by process, MB. */
+  readonly peakRssMb?: Record<string, number>;
+  readonly extras?: Record<string, ExtraFigure>;
+  /** Wall time of the whole case, s. */
+  readonly seconds: number;
+}
+
+/** Median with the spread of the repeats. */
+export interface Summary {
+  readonly median: number;
+  readonly min: number;
+  readonly max: number;
+  /** (max - min) / median > 0.25 */
+  readonly noisy: boolean;
+}
+
+/** The figures a table shows, with whether bigger is better. */
+export const FIGURES = [
+  { key: "uploadMBps", title: "upload MB/s", higherIsBetter: true, digits: 0 },
+  { key: "downloadMBps", title: "download MB/s", higherIsBetter: true, digits: 0 },
+  { key: "rttP50Us", title: "RTT p50 us", higherIsBetter: false, digits: 0 },
+  { key: "rttP99Us", title: "RTT p99 us", higherIsBetter: false, digits: 0 },
+  { key: "setupMs", title: "setup ms", higherIsBetter: false, digits: 2 },
+  { key: "cpuSPerGB", title: "CPU s/GB", higherIsBetter: false, digits: 1 },
+] as const satisfies readonly {
+  key: keyof Samples;
+  title: string;
+  higherIsBetter: boolean;
+  digits: number;
+}[];
+
+/** A figure's key. */
+export type FigureKey = (typeof FIGURES)[number]["key"];
+
+/** Median, min and max of the repeats; undefined when there are none. */
+export function summarize(values: readonly number[] | undefined): Summary | undefined {
+  const v = (values ?? []).filter((x) => Number.isFinite(x));
+  if (v.length === 0) return undefined;
+  const s = [...v].sort((a, b) => a - b);
+  const median =
+    s.length % 2 === 1 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+  const min = s[0];
+  const max = s[s.length - 1];
+  return { median, min, max, noisy: median > 0 && (max - min) / median > 0.25 };
+}
+
+/** The ratio of `row` to `peer` on one figure (row / peer), or undefined. */
+export function ratio(
+  row: CaseResult,
+  peer: CaseResult | undefined,
+  key: FigureKey,
+): number | undefined {
+  const a = summarize(row.samples?.[key])?.median;
+  const b = summarize(peer?.samples?.[key])?.median;
+  if (a === undefined || b === undefined || b === 0) return undefined;
+  return a / b;
+}
+
+/** Sum of the peak RSS of every process on the path, MB. */
+export function totalRssMb(r: CaseResult): number | undefined {
+  const v = Object.values(r.peakRssMb ?? {});
+  return v.length ? v.reduce((a, b) => a + b, 0) : undefined;
+}
+
+/** A whole run, as written to `bench/results/latest-<runtime>.json`. */
+export interface RunResult {
+  readonly tool: "spokewire-bench";
+  readonly version: 1;
+  readonly date: string;
+  readonly commit: string;
+  readonly runtime: "node" | "deno";
+  readonly versions: Record<string, string>;
+  readonly machine: {
+    readonly cpus: string;
+    readonly cores: number;
+    readonly memoryGiB: number;
+    readonly os: string;
+  };
+  readonly settings: Record<string, unknown>;
+  readonly cases: readonly CaseResult[];
+}

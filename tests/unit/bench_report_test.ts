@@ -1,0 +1,227 @@
+/**
+ * The bench's outputs: the SVG chart renders to a picture that is not blank and
+ * names every row; the markdown and terminal tables carry every row and the right
+ * ratios; a case runs end to end through run_case.
+ */
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { inflateSync } from "node:zlib";
+import { allCases } from "../../bench/cases/mod.ts";
+import { markdown, terminalTable } from "../../bench/report.ts";
+import { type CaseResult, type RunResult, ratio, summarize } from "../../bench/results.ts";
+import { runCase } from "../../bench/run_case.ts";
+import { chartSvg } from "../../bench/svg.ts";
+import { findProgram } from "../../src/testing/_fixtures/programs.ts";
+import { peerSkip } from "../_harness/peers.ts";
+
+function result(
+  id: string,
+  label: string,
+  group: string,
+  scale: number,
+  peer?: string,
+): CaseResult {
+  return {
+    id,
+    group,
+    label,
+    peer,
+    status: "ok",
+    samples: {
+      uploadMBps: [100 * scale, 110 * scale, 90 * scale],
+      downloadMBps: [200 * scale, 190 * scale, 210 * scale],
+      rttP50Us: [40 / scale, 41 / scale, 39 / scale],
+      rttP99Us: [90 / scale, 95 / scale, 85 / scale],
+      setupMs: [1 / scale, 1 / scale, 1 / scale],
+      cpuSPerGB: [2, 2, 2],
+    },
+    peakRssMb: { "bench process": 100 },
+    seconds: 1,
+  };
+}
+
+const run: RunResult = {
+  tool: "spokewire-bench",
+  version: 1,
+  date: "2026-12-06T00:00:00.000Z",
+  commit: "0123456789abcdef",
+  runtime: "node",
+  versions: { node: "v24.0.0" },
+  machine: { cpus: "test cpu", cores: 2, memoryGiB: 24, os: "linux" },
+  settings: { bytes: 1e6, rttSamples: 10, repeat: 3, quick: true },
+  cases: [
+    result(
+      "tcp.spokewire",
+      "spokewire TCP with a rather long label to test widths",
+      "TCP",
+      2,
+      "tcp.node-net",
+    ),
+    result("tcp.node-net", "node:net", "TCP", 1),
+    result("tls.spokewire", "spokewire mTLS", "TLS", 1.5, "tls.node-tls"),
+    result("tls.node-tls", "node:tls mTLS", "TLS", 1),
+    {
+      id: "ssh.openssh",
+      group: "SSH",
+      label: "OpenSSH ssh -L",
+      status: "skipped",
+      reason: "ssh not installed (Debian package openssh-client)",
+      seconds: 0,
+    },
+  ],
+};
+
+/** Decode a PNG (8-bit, not interlaced) to its unfiltered pixel bytes. */
+function pngPixels(png: Uint8Array): {
+  width: number;
+  height: number;
+  bpp: number;
+  data: Uint8Array;
+} {
+  assert.deepEqual([...png.subarray(0, 8)], [137, 80, 78, 71, 13, 10, 26, 10], "PNG signature");
+  const view = new DataView(png.buffer, png.byteOffset, png.byteLength);
+  let off = 8;
+  let width = 0;
+  let height = 0;
+  let bpp = 4;
+  const idat: Uint8Array[] = [];
+  while (off < png.byteLength) {
+    const len = view.getUint32(off);
+    const type = new TextDecoder().decode(png.subarray(off + 4, off + 8));
+    if (type === "IHDR") {
+      width = view.getUint32(off + 8);
+      height = view.getUint32(off + 12);
+      assert.equal(png[off + 16], 8, "8-bit depth");
+      bpp = ({ 0: 1, 2: 3, 4: 2, 6: 4 } as Record<number, number>)[png[off + 17]] ?? 4;
+    }
+    if (type === "IDAT") idat.push(png.subarray(off + 8, off + 8 + len));
+    off += 12 + len;
+  }
+  const raw = new Uint8Array(inflateSync(Buffer.concat(idat)));
+  const stride = width * bpp;
+  const out = new Uint8Array(stride * height);
+  for (let y = 0; y < height; y++) {
+    const filter = raw[y * (stride + 1)];
+    const line = raw.subarray(y * (stride + 1) + 1, (y + 1) * (stride + 1));
+    for (let i = 0; i < stride; i++) {
+      const a = i >= bpp ? out[y * stride + i - bpp] : 0;
+      const b = y > 0 ? out[(y - 1) * stride + i] : 0;
+      const c = i >= bpp && y > 0 ? out[(y - 1) * stride + i - bpp] : 0;
+      const p = a + b - c;
+      const pa = Math.abs(p - a);
+      const pb = Math.abs(p - b);
+      const pc = Math.abs(p - c);
+      const paeth = pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
+      const pred = [0, a, b, (a + b) >> 1, paeth][filter] ?? 0;
+      out[y * stride + i] = (line[i] + pred) & 0xff;
+    }
+  }
+  return { width, height, bpp, data: out };
+}
+
+describe("bench report", () => {
+  it("the SVG names every row that ran, once per panel, and each panel's legend", () => {
+    const svg = chartSvg(run);
+    const texts = [...svg.matchAll(/<text[^>]*>([^<]*)<\/text>/g)].map((m) => m[1]);
+    for (const c of run.cases.filter((x) => x.status === "ok")) {
+      const n = texts.filter((t) => t === c.label).length;
+      assert.equal(n, 2, `${c.label} appears ${n} times`);
+    }
+    for (const l of ["upload", "download", "p50", "p99"]) assert.ok(texts.includes(l), l);
+    assert.match(svg, /higher is better/);
+    assert.match(svg, /lower is better/);
+  });
+
+  it("no label or value runs past the picture", () => {
+    const svg = chartSvg(run);
+    const width = Number(/width="(\d+)"/.exec(svg)?.[1]);
+    for (const m of svg.matchAll(/<text x="([\d.]+)"[^>]*>([^<]*)<\/text>/g)) {
+      const x = Number(m[1]);
+      const end = m[0].includes('text-anchor="end"') ? x : x + m[2].length * 7.4;
+      assert.ok(end <= width, `"${m[2]}" ends at ${end} > ${width}`);
+      assert.ok(x >= 0);
+    }
+  });
+
+  it("renders to a PNG that is not blank", { skip: peerSkip("rsvg-convert") }, () => {
+    const dir = mkdtempSync(join(tmpdir(), "spokewire-svg-"));
+    try {
+      writeFileSync(join(dir, "chart.svg"), chartSvg(run));
+      const rsvg = findProgram("rsvg-convert") ?? "rsvg-convert";
+      execFileSync(rsvg, ["-o", join(dir, "chart.png"), join(dir, "chart.svg")], {
+        timeout: 30_000,
+      });
+      const { width, height, data } = pngPixels(
+        new Uint8Array(readFileSync(join(dir, "chart.png"))),
+      );
+      assert.ok(width > 500 && height > 200, `${width}x${height}`);
+      let dark = 0;
+      for (const b of data) if (b < 200) dark++;
+      // Bars and text: well above nothing, well below everything.
+      assert.ok(dark / data.length > 0.005, `only ${dark} of ${data.length} bytes are not light`);
+      assert.ok(dark / data.length < 0.9, "the picture is almost all dark");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("tables: every row, the ratio to its peer, skips with their reason", () => {
+    const md = markdown(run);
+    const term = terminalTable(run);
+    for (const c of run.cases) {
+      assert.ok(md.includes(c.label), c.label);
+      assert.ok(term.includes(c.label), c.label);
+    }
+    assert.equal(ratio(run.cases[0], run.cases[1], "uploadMBps"), 2);
+    assert.equal(ratio(run.cases[0], run.cases[1], "rttP50Us"), 0.5);
+    assert.match(md, /node:net: up 2\.00x, down 2\.00x, p50 0\.50x, setup 0\.50x/);
+    assert.match(md, /skipped: ssh not installed/);
+  });
+
+  it("a figure whose repeats differ by more than 25% is marked", () => {
+    assert.equal(summarize([100, 101, 99])?.noisy, false);
+    assert.equal(summarize([100, 140, 90])?.noisy, true);
+    assert.equal(summarize([])?.median, undefined);
+  });
+});
+
+describe("bench cases", () => {
+  it("ids are unique and every peer they name exists", () => {
+    const ids = new Set(allCases.map((c) => c.id));
+    assert.equal(ids.size, allCases.length);
+    for (const c of allCases) {
+      for (const p of [c.peer, ...(c.alsoVs ?? [])])
+        if (p) assert.ok(ids.has(p), `${c.id} -> ${p}`);
+    }
+  });
+
+  it("a case runs end to end and reports every figure", { timeout: 60_000 }, async () => {
+    const r = await runCase("tcp.spokewire", {
+      quick: true,
+      bytes: 1_000_000,
+      rttSamples: 20,
+      repeat: 2,
+      setupSamples: 3,
+    });
+    assert.equal(r.status, "ok", r.reason);
+    for (const k of ["uploadMBps", "downloadMBps", "rttP50Us", "rttP99Us", "setupMs"] as const) {
+      assert.equal(r.samples?.[k].length, 2, k);
+      for (const v of r.samples?.[k] ?? []) assert.ok(v > 0 && Number.isFinite(v), `${k} ${v}`);
+    }
+  });
+
+  it("an unknown case is a failed result, not a crash", async () => {
+    const r = await runCase("no.such", {
+      quick: true,
+      bytes: 1,
+      rttSamples: 1,
+      repeat: 1,
+      setupSamples: 1,
+    });
+    assert.equal(r.status, "failed");
+  });
+});
