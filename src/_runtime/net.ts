@@ -1,25 +1,23 @@
 /**
- * Stream sockets through `node:net`, which behaves the same in Deno and Node.
+ * Stream sockets: `node:net` in Node (and for Unix sockets in Deno), Deno's own
+ * sockets for TCP in Deno (see `deno_net.ts`). The rest of spokewire sees only
+ * {@link RawConn}.
  *
- * Deno's own `Deno.connect` reads faster but cannot send a TCP reset, and
- * `abort()` must reach the peer as an error, so both runtimes use `node:net`.
- * The rest of spokewire sees only {@link RawConn}.
+ * `node:net` sends a TCP reset on `reset()`; Deno's own sockets cannot, so under
+ * Deno a TCP `reset()` closes (the peer reads end-of-stream; see `deno_net.ts`).
  *
- * Deno 2.9's `node:net` (its libuv emulation, `uv_compat`) fails every write
- * still queued in user space with `EPIPE` once it sees the peer's FIN, and
- * drops the bytes not yet sent: a half-close from the peer is taken for a
- * broken connection. Writes that reach the kernel at once are not affected.
- * Two consequences are handled here:
- * - A freshly accepted socket queues its first write (the reactor has not yet
- *   reported it writable), so a peer that half-closed at once killed it.
- *   Under Deno, accepted sockets are handed out after two timer turns.
- * - A write that still fails must not look like a clean end to the peer: it
- *   resets the connection (see `write` in {@link wrapSocket}).
+ * Deno 2.9's `node:net` (its libuv emulation, `uv_compat`) fails every queued
+ * write with `EPIPE` once it sees a FIN from a peer that never sent a byte, and
+ * drops the bytes not yet sent. Plain TCP avoids it by running on Deno's own
+ * sockets; a `node:net` socket that still meets it (TLS in Deno) must not look
+ * like a clean end to the peer: the failed write resets the connection (see
+ * `write` in {@link wrapSocket}).
  *
  * @module
  */
 
 import * as net from "node:net";
+import { dialDenoTcp, listenDenoTcp } from "./deno_net.ts";
 
 /** Callbacks a channel gives a {@link RawConn}. */
 export interface RawConnEvents {
@@ -179,6 +177,7 @@ export interface DialSocketOptions {
 
 /** Connect a TCP or Unix socket. Rejects with the runtime's error (with `.code`). */
 export function dialSocket(addr: SocketAddress, opts: DialSocketOptions = {}): Promise<RawConn> {
+  if (IS_DENO && "host" in addr) return dialDenoTcp(addr, opts);
   return new Promise((resolve, reject) => {
     const socket =
       "path" in addr
@@ -210,17 +209,18 @@ export function listenSocket(
   onConn: (conn: RawConn) => void,
   opts: { noDelay?: boolean } = {},
 ): Promise<RawServer> {
+  if (IS_DENO && "host" in addr) {
+    try {
+      return Promise.resolve(listenDenoTcp(addr, onConn, opts));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
   return new Promise((resolve, reject) => {
     const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => {
       socket.on("error", () => {});
       if (!("path" in addr) && opts.noDelay !== false) socket.setNoDelay(true);
-      const hand = (): void => onConn(wrapSocket(socket, "path" in addr ? addr.path : undefined));
-      // Deno: let the reactor see the new socket writable first, or its first
-      // write is queued and dies if the peer's FIN arrives meanwhile (see top).
-      // Measured: setImmediate and microtasks never suffice, one timer turn
-      // almost always (2 in 300 failed under load), two turns did in every run.
-      if (IS_DENO) setTimeout(() => setTimeout(hand, 0), 0);
-      else hand();
+      onConn(wrapSocket(socket, "path" in addr ? addr.path : undefined));
     });
     server.once("error", reject);
     const onListening = (): void => {

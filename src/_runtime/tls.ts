@@ -668,7 +668,8 @@ function makeSession(
       };
       // The socket stays paused until the channel attaches (wrapSocket), and Deno's
       // TLS over a stream decrypts nothing while paused, so an alert would wait for
-      // the first read: let it flow for the wait, and put the first chunk back.
+      // the first read: under Deno let it flow for the wait, and put the first
+      // chunk back.
       const onData = (chunk: Uint8Array): void => {
         socket.pause();
         socket.unshift(chunk);
@@ -689,7 +690,10 @@ function makeSession(
         finish({ kind: "error", code: e.code, error: e });
       };
       const cleanup = (): void => {
-        socket.pause();
+        // Node only: pausing here, inside OpenSSL's read or its 'session' event, left
+        // the socket stalled after the channel resumed it (measured: a 1-byte reply
+        // never arrived). Node reports alerts and tickets without flowing anyway.
+        if (IS_DENO) socket.pause();
         socket.off("data", onData);
         socket.off("session", onTicket);
         socket.off("end", onEnd);
@@ -705,7 +709,7 @@ function makeSession(
       else if (failed) onError(failed);
       else if (ended) finish({ kind: "end" });
       else if (socket.destroyed) onClose();
-      else socket.resume();
+      else if (IS_DENO) socket.resume();
       return { promise, cancel: cleanup };
     },
   };

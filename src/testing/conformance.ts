@@ -44,7 +44,7 @@ export interface ConformanceFactory {
   /**
    * Whether `abort()` on one end reaches the other end as an error (default
    * true). False only where the wire has no reset: a Unix socket (AF_UNIX has
-   * no RST), or a relayed transport whose relay closes cleanly (sshd turns an
+   * no RST), TCP under Deno (its socket API cannot send one), or a relayed transport whose relay closes cleanly (sshd turns an
    * SSH channel close into a FIN to the target). The case then checks that the
    * aborting side ends "aborted" and the peer's stream ends; the README must
    * say so.

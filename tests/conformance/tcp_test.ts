@@ -47,6 +47,8 @@ async function pairFactory(listen: () => Promise<Listener>, to: (l: Listener) =>
   };
 }
 
+const IS_DENO = typeof (globalThis as { Deno?: unknown }).Deno === "object";
+
 const bound =
   kernelTcpBufferMax() +
   DEFAULT_CHANNEL_CONFIG.readHighWaterMark +
@@ -68,8 +70,9 @@ for (const kind of ["tcp", "unix"] as const) {
     name: kind,
     bufferBound: bound,
     // AF_UNIX has no reset: an abort reaches the peer as end-of-stream, and there
-    // is no proxy to cut the wire.
-    abortReachesPeer: kind === "tcp",
+    // is no proxy to cut the wire. Neither can TCP under Deno, which runs on Deno's
+    // own sockets (they cannot send a reset; see src/_runtime/deno_net.ts).
+    abortReachesPeer: kind === "tcp" && !IS_DENO,
     killReachesBoth: kind === "tcp",
     pair: f.pair,
     dialWithSignal: (signal) => new TcpDialer().dial(to(f.listener), { signal }),

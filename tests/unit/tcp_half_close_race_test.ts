@@ -8,20 +8,11 @@ import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import { type Channel, type CloseInfo, listenTcp, TcpDialer } from "../../mod.ts";
 import { concat, writeAll } from "../../src/testing/mod.ts";
+import { seededBytes, within } from "../_harness/bounded.ts";
 
 const ITERATIONS = 300;
 /** Per-iteration bound; a healthy iteration takes a few milliseconds. */
 const ITERATION_TIMEOUT_MS = 10_000;
-
-function bytes(len: number, seed: number): Uint8Array {
-  const b = new Uint8Array(len);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < len; i++) {
-    x = (Math.imul(x, 1_103_515_245) + 12_345) >>> 0;
-    b[i] = x >>> 24;
-  }
-  return b;
-}
 
 /** Payload shapes cycled through the iterations: empty, tiny, one segment, several chunks. */
 function payload(i: number, side: number): Uint8Array[] {
@@ -30,22 +21,18 @@ function payload(i: number, side: number): Uint8Array[] {
     case 0:
       return [];
     case 1:
-      return [bytes(1, seed)];
+      return [seededBytes(1, seed)];
     case 2:
-      return [bytes(1_000, seed)];
+      return [seededBytes(1_000, seed)];
     case 3:
-      return [bytes(16_384, seed), bytes(7, seed + 1)];
+      return [seededBytes(16_384, seed), seededBytes(7, seed + 1)];
     default:
-      return [bytes(70_000, seed), bytes(3_000, seed + 1), bytes(70_000, seed + 2)];
+      return [
+        seededBytes(70_000, seed),
+        seededBytes(3_000, seed + 1),
+        seededBytes(70_000, seed + 2),
+      ];
   }
-}
-
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let t: ReturnType<typeof setTimeout> | undefined;
-  const timer = new Promise<never>((_, rej) => {
-    t = setTimeout(() => rej(new Error(`timed out after ${ms} ms: ${what}`)), ms);
-  });
-  return Promise.race([p, timer]).finally(() => clearTimeout(t));
 }
 
 function settle(p: Promise<unknown>): Promise<Error | undefined> {
