@@ -4,7 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 
@@ -34,4 +35,58 @@ test("dist/ is importable by package name from plain Node, and works", () => {
     code: "CHANNEL_RESET",
     isBase: true,
   });
+});
+
+/** Every `.js` file under `dir`. Bounded: at most 10 000 files. */
+function jsFiles(dir: string, out: string[] = []): string[] {
+  for (const name of readdirSync(dir)) {
+    const p = join(dir, name);
+    if (statSync(p).isDirectory()) jsFiles(p, out);
+    else if (name.endsWith(".js")) out.push(p);
+    if (out.length > 10_000) throw new Error("dist/ has over 10 000 .js files");
+  }
+  return out;
+}
+
+test("dist/ ships no test fixtures, and imports only dependencies and optional peers", () => {
+  const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as {
+    dependencies?: Record<string, string>;
+    peerDependencies?: Record<string, string>;
+  };
+  const allowed = new Set([
+    ...Object.keys(pkg.dependencies ?? {}),
+    ...Object.keys(pkg.peerDependencies ?? {}),
+  ]);
+  const files = jsFiles(join(root, "dist"));
+  assert.ok(files.length > 0, "dist/ is empty: run `npm run build`");
+  const fixtures = files.filter((f) => f.includes("_fixtures"));
+  assert.deepEqual(fixtures, [], "test fixtures in dist/");
+  const bad: string[] = [];
+  for (const f of files) {
+    // Code only: doc comments hold examples that import "spokewire" by name.
+    const text = readFileSync(f, "utf8")
+      .replace(/\/\*[\s\S]*?\*\//g, "")
+      .replace(/^\s*\/\/.*$/gm, "");
+    for (const m of text.matchAll(/(?:from\s*|import\s*\(\s*|import\s+)["']([^"']+)["']/g)) {
+      const spec = m[1] as string;
+      if (spec.startsWith(".") || spec.startsWith("node:")) continue;
+      const parts = spec.split("/");
+      const name = spec.startsWith("@") ? `${parts[0]}/${parts[1]}` : (parts[0] as string);
+      if (!allowed.has(name)) bad.push(`${f.slice(root.length)}: ${spec}`);
+    }
+  }
+  assert.deepEqual(bad, [], "dist/ imports packages that are not dependencies");
+});
+
+test("spokewire/testing is importable by name: the conformance suite for other transports", () => {
+  const script = `
+    const t = await import("spokewire/testing");
+    console.log(JSON.stringify({ suite: typeof t.describeChannelConformance }));
+  `;
+  const nodeBin = process.env.SPOKEWIRE_NODE ?? "node";
+  const out = execFileSync(nodeBin, ["--input-type=module", "-e", script], {
+    cwd: root,
+    encoding: "utf8",
+  });
+  assert.deepEqual(JSON.parse(out.trim()), { suite: "function" });
 });
