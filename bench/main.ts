@@ -2,8 +2,11 @@
  * `npm run bench` (Node) / `npm run bench:deno` (Deno): every path users deploy,
  * each beside the peer a user would pick instead, in the same run.
  *
- * Each case runs in its own child process (`run_case.ts`), one after the other, so
- * its CPU and peak RSS are its own and a crash stays a failed row. Progress goes to
+ * Each case runs in its own child process (`run_case.ts`), so its CPU and peak RSS
+ * are its own and a crash stays a failed row. The run goes in rounds: each round
+ * runs every case once for one measured repeat (after its own warm-up), so a row
+ * and its peer are measured close together in time; the figures are the medians
+ * over the rounds, and the extra figures come from the first round. Progress goes to
  * stderr as each case starts and ends; the table goes to stdout; results are written
  * to `bench/results/latest-<runtime>.{json,md,svg}`.
  *
@@ -191,6 +194,37 @@ function runChild(id: string, settings: BenchSettings, timeoutMs: number): Promi
   });
 }
 
+/** One more round's result folded into a case's result so far. */
+function mergeRound(prev: CaseResult | undefined, one: CaseResult): CaseResult {
+  if (!prev) return one;
+  if (one.status !== "ok") return { ...one, seconds: prev.seconds + one.seconds };
+  const a = prev.samples;
+  const b = one.samples;
+  const samples =
+    a && b
+      ? {
+          uploadMBps: [...a.uploadMBps, ...b.uploadMBps],
+          downloadMBps: [...a.downloadMBps, ...b.downloadMBps],
+          rttP50Us: [...a.rttP50Us, ...b.rttP50Us],
+          rttP99Us: [...a.rttP99Us, ...b.rttP99Us],
+          setupMs: [...a.setupMs, ...b.setupMs],
+          cpuSPerGB: [...a.cpuSPerGB, ...b.cpuSPerGB],
+        }
+      : (a ?? b);
+  // Peak RSS per process: the largest over the rounds.
+  const rss: Record<string, number> = { ...(prev.peakRssMb ?? {}) };
+  for (const [k, v] of Object.entries(one.peakRssMb ?? {})) rss[k] = Math.max(rss[k] ?? 0, v);
+  return {
+    ...prev,
+    samples,
+    raw: one.raw ?? prev.raw,
+    peakRssMb: prev.peakRssMb || one.peakRssMb ? rss : undefined,
+    extras: prev.extras ?? one.extras,
+    startMs: prev.startMs,
+    seconds: prev.seconds + one.seconds,
+  };
+}
+
 function endLine(r: CaseResult): string {
   if (r.status !== "ok") return `${r.status}: ${(r.reason ?? "").split("\n")[0]}`;
   const m = (k: keyof NonNullable<CaseResult["samples"]>, d: number): string =>
@@ -234,19 +268,29 @@ async function main(): Promise<void> {
   process.stderr.write(
     `spokewire bench (${runtime}): ${cases.length} cases, ${settings.bytes / 1e6} MB per transfer, ${settings.rttSamples} round trips, ${settings.repeat} repeats after a warm-up\n`,
   );
-  const results: CaseResult[] = [];
+  // Rounds, not case after case: each round runs every case once (one measured
+  // repeat in a fresh process), so a row and its peer are measured minutes apart at
+  // most and a slow spell of the shared machine hits both, not one.
+  const byId = new Map<string, CaseResult>();
   const t0 = performance.now();
-  for (const [i, c] of cases.entries()) {
-    const tag = `[${i + 1}/${cases.length}] ${c.id}`;
-    process.stderr.write(`${tag}: start (${c.label})\n`);
-    const r = await runChild(c.id, settings, timeoutMs);
-    results.push(r);
-    process.stderr.write(`${tag}: ${endLine(r)} (${r.seconds.toFixed(1)} s)\n`);
-    const peer = results.find((p) => p.id === r.peer && p.status === "ok");
-    if (r.status === "ok" && peer)
-      process.stderr.write(`${tag}: vs ${peer.label}: ${ratioText(r, peer)}\n`);
-    for (const w of noiseWarnings(r)) process.stderr.write(`${tag}: ${w}\n`);
+  for (let round = 0; round < settings.repeat; round++) {
+    for (const [i, c] of cases.entries()) {
+      const prev = byId.get(c.id);
+      if (prev && prev.status !== "ok") continue; // skipped or failed: once is enough
+      const tag = `[round ${round + 1}/${settings.repeat}, ${i + 1}/${cases.length}] ${c.id}`;
+      process.stderr.write(`${tag}: start (${c.label})\n`);
+      const one = await runChild(c.id, { ...settings, repeat: 1, extras: round === 0 }, timeoutMs);
+      const r = mergeRound(prev, one);
+      byId.set(c.id, r);
+      process.stderr.write(`${tag}: ${endLine(one)} (${one.seconds.toFixed(1)} s)\n`);
+      if (round < settings.repeat - 1 || r.status !== "ok") continue;
+      const peer = byId.get(r.peer ?? "");
+      if (peer?.status === "ok")
+        process.stderr.write(`${tag}: vs ${peer.label}: ${ratioText(r, peer)}\n`);
+      for (const w of noiseWarnings(r)) process.stderr.write(`${tag}: ${w}\n`);
+    }
   }
+  const results = cases.map((c) => byId.get(c.id) as CaseResult);
   const run: RunResult = {
     tool: "spokewire-bench",
     version: 1,

@@ -85,7 +85,7 @@ export async function runCase(id: string, settings: BenchSettings): Promise<Case
         `repeat ${i + 1}/${settings.repeat}: up ${samples.uploadMBps[i].toFixed(0)} MB/s, down ${samples.downloadMBps[i].toFixed(0)} MB/s, p50 ${samples.rttP50Us[i].toFixed(0)} us`,
       );
     }
-    const extras = path.extras ? await path.extras(ctx) : undefined;
+    const extras = path.extras && settings.extras !== false ? await path.extras(ctx) : undefined;
     const peakRssMb = peakRss(procs);
     return { ...base, status: "ok", startMs, samples, raw, peakRssMb, extras, seconds: seconds() };
   } catch (err) {

@@ -30,6 +30,11 @@ export interface BenchSettings {
   readonly repeat: number;
   /** Connections timed for the setup figure. */
   readonly setupSamples: number;
+  /**
+   * Whether this child also measures the case's extra figures (64 streams, 1,000
+   * tunnels ...). The runner asks for them in the first round only. Default true.
+   */
+  readonly extras?: boolean;
 }
 
 /** What a case gets when it starts. */
