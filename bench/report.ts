@@ -11,7 +11,7 @@ import {
   type CaseResult,
   FIGURES,
   type RunResult,
-  ratio,
+  ratioBand,
   summarize,
   totalRssMb,
 } from "./results.ts";
@@ -28,14 +28,24 @@ function comparisons(r: CaseResult, byId: Map<string, CaseResult>): CaseResult[]
     .filter((p): p is CaseResult => p !== undefined && p.status === "ok");
 }
 
-/** `up 0.98x, down 1.02x, p50 1.10x, setup 1.3x` of `r` against `peer`. */
-export function ratioText(r: CaseResult, peer: CaseResult): string {
-  return [
-    `up ${x(ratio(r, peer, "uploadMBps"))}`,
-    `down ${x(ratio(r, peer, "downloadMBps"))}`,
-    `p50 ${x(ratio(r, peer, "rttP50Us"))}`,
-    `setup ${x(ratio(r, peer, "setupMs"))}`,
-  ].join(", ");
+/** The figures a ratio is given for, with their short names. */
+export const RATIO_FIGURES = [
+  ["up", "uploadMBps"],
+  ["down", "downloadMBps"],
+  ["p50", "rttP50Us"],
+  ["setup", "setupMs"],
+] as const;
+
+/**
+ * `up 0.98x, down 1.02x, p50 1.10x, setup 1.3x` of `r` against `peer`; with `bands`,
+ * each ratio is followed by the range of its per-round ratios (`0.98x [0.91-1.05]`).
+ */
+export function ratioText(r: CaseResult, peer: CaseResult, bands = false): string {
+  return RATIO_FIGURES.map(([name, key]) => {
+    const b = ratioBand(r, peer, key);
+    const band = bands && b && b.max > b.min ? ` [${b.min.toFixed(2)}-${b.max.toFixed(2)}]` : "";
+    return `${name} ${x(b?.median)}${band}`;
+  }).join(", ");
 }
 
 function cell(r: CaseResult, key: (typeof FIGURES)[number]["key"], digits: number): string {
@@ -45,7 +55,7 @@ function cell(r: CaseResult, key: (typeof FIGURES)[number]["key"], digits: numbe
 }
 
 /** Rows of the main table (header first), one per case. */
-export function tableRows(run: RunResult): string[][] {
+export function tableRows(run: RunResult, bands = false): string[][] {
   const byId = new Map(run.cases.map((c) => [c.id, c]));
   const header = ["group", "row", ...FIGURES.map((f) => f.title), "peak RSS MB", "vs peer"];
   const rows = [header];
@@ -60,7 +70,7 @@ export function tableRows(run: RunResult): string[][] {
       r.label,
       ...FIGURES.map((f) => cell(r, f.key, f.digits)),
       fmt(totalRssMb(r), 0),
-      vs ? `${vs.label}: ${ratioText(r, vs)}` : "",
+      vs ? `${vs.label}: ${ratioText(r, vs, bands)}` : "",
     ]);
   }
   return rows;
@@ -89,7 +99,8 @@ export function terminalTable(run: RunResult): string {
 
 function legend(): string {
   return (
-    "ratios are row / peer in this run: above 1.00x is better for up/down, below 1.00x for p50/setup; " +
+    "ratios are row / peer in this run (the median of the rounds' ratios, row and peer measured in the same round): " +
+    "above 1.00x is better for up/down, below 1.00x for p50/setup; " +
     "~ marks a figure whose repeats differ by more than 25%"
   );
 }
@@ -109,11 +120,12 @@ const mdEscape = (s: string): string => s.replaceAll("|", "\\|");
 /** The markdown report: settings, main table, further comparisons, extra figures, noise warnings. */
 export function markdown(run: RunResult): string {
   const byId = new Map(run.cases.map((c) => [c.id, c]));
-  const rows = tableRows(run);
+  const rows = tableRows(run, true);
   const lines: string[] = [];
   lines.push(
     `${run.runtime === "node" ? "Node" : "Deno"} ${run.versions[run.runtime] ?? ""}, ${run.machine.cores} cores (${run.machine.cpus}), commit ${run.commit.slice(0, 10)}, ${run.date.slice(0, 10)}; ` +
-      `${Number(run.settings.bytes) / 1e6} MB per bulk transfer, ${run.settings.rttSamples} round trips, ${run.settings.repeat} repeats (median shown)${run.settings.quick ? ", --quick" : ""}.`,
+      `${Number(run.settings.bytes) / 1e6} MB per bulk transfer, ${run.settings.rttSamples} round trips, ${run.settings.repeat} repeats (median shown)${run.settings.quick ? ", --quick" : ""}. ` +
+      "A ratio is row / peer, the median of the rounds' ratios (row and peer measured in the same round), with their range in brackets.",
   );
   lines.push("");
   lines.push(`| ${rows[0].map(mdEscape).join(" | ")} |`);
@@ -129,7 +141,7 @@ export function markdown(run: RunResult): string {
   for (const r of run.cases) {
     if (r.status !== "ok") continue;
     for (const p of comparisons(r, byId).slice(1)) {
-      further.push(`| ${mdEscape(r.label)} | ${mdEscape(p.label)} | ${ratioText(r, p)} |`);
+      further.push(`| ${mdEscape(r.label)} | ${mdEscape(p.label)} | ${ratioText(r, p, true)} |`);
     }
   }
   if (further.length) {

@@ -90,16 +90,40 @@ export function summarize(values: readonly number[] | undefined): Summary | unde
   return { median, min, max, noisy: median > 0 && (max - min) / median > 0.25 };
 }
 
-/** The ratio of `row` to `peer` on one figure (row / peer), or undefined. */
+/**
+ * The ratio of `row` to `peer` on one figure (row / peer) with its noise band.
+ *
+ * Rows and peers are measured in rounds (each round runs every case once, so a row
+ * and its peer are measured minutes apart at most). When both have one value per
+ * round, each round gives one paired ratio; the ratio is their median and the band
+ * their min and max. A slow spell of the shared machine then moves both halves of a
+ * pair, not one. Otherwise (different counts) it is the ratio of the medians, with
+ * no band.
+ */
+export function ratioBand(
+  row: CaseResult,
+  peer: CaseResult | undefined,
+  key: FigureKey,
+): Summary | undefined {
+  const a = row.samples?.[key] ?? [];
+  const b = peer?.samples?.[key] ?? [];
+  if (a.length > 0 && a.length === b.length) {
+    return summarize(a.map((v, i) => v / b[i]).filter((v) => Number.isFinite(v)));
+  }
+  const ma = summarize(a)?.median;
+  const mb = summarize(b)?.median;
+  if (ma === undefined || mb === undefined || mb === 0) return undefined;
+  const r = ma / mb;
+  return { median: r, min: r, max: r, noisy: false };
+}
+
+/** The ratio of `row` to `peer` on one figure (row / peer): {@link ratioBand}'s median. */
 export function ratio(
   row: CaseResult,
   peer: CaseResult | undefined,
   key: FigureKey,
 ): number | undefined {
-  const a = summarize(row.samples?.[key])?.median;
-  const b = summarize(peer?.samples?.[key])?.median;
-  if (a === undefined || b === undefined || b === 0) return undefined;
-  return a / b;
+  return ratioBand(row, peer, key)?.median;
 }
 
 /** Sum of the peak RSS of every process on the path, MB. */

@@ -11,8 +11,16 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import { inflateSync } from "node:zlib";
 import { allCases } from "../../bench/cases/mod.ts";
+import { compareRuns, comparisonText } from "../../bench/compare.ts";
 import { markdown, terminalTable } from "../../bench/report.ts";
-import { type CaseResult, type RunResult, ratio, summarize } from "../../bench/results.ts";
+import {
+  type CaseResult,
+  type RunResult,
+  ratio,
+  ratioBand,
+  type Samples,
+  summarize,
+} from "../../bench/results.ts";
 import { runCase } from "../../bench/run_case.ts";
 import { chartSvg } from "../../bench/svg.ts";
 import { findProgram } from "../../src/testing/_fixtures/programs.ts";
@@ -42,6 +50,11 @@ function result(
     peakRssMb: { "bench process": 100 },
     seconds: 1,
   };
+}
+
+function samplesOf(r: CaseResult): Samples {
+  assert.ok(r.samples, r.id);
+  return r.samples;
 }
 
 const run: RunResult = {
@@ -180,6 +193,63 @@ describe("bench report", () => {
     assert.equal(ratio(run.cases[0], run.cases[1], "rttP50Us"), 0.5);
     assert.match(md, /node:net: up 2\.00x, down 2\.00x, p50 0\.50x, setup 0\.50x/);
     assert.match(md, /skipped: ssh not installed/);
+  });
+
+  it("a ratio pairs the rounds: median of row/peer per round, with their range", () => {
+    const row = {
+      ...run.cases[0],
+      samples: { ...samplesOf(run.cases[0]), uploadMBps: [100, 200, 300] },
+    };
+    const peer = {
+      ...run.cases[1],
+      samples: { ...samplesOf(run.cases[1]), uploadMBps: [100, 400, 150] },
+    };
+    // Per round 1, 0.5, 2: the median is 1 (the ratio of the medians would be 1.33).
+    assert.deepEqual(ratioBand(row, peer, "uploadMBps"), {
+      median: 1,
+      min: 0.5,
+      max: 2,
+      noisy: true,
+    });
+    assert.equal(ratio(row, peer, "uploadMBps"), 1);
+    assert.match(markdown({ ...run, cases: [row, peer] }), /up 1\.00x \[0\.50-2\.00\]/);
+    // Different counts (a round failed): the ratio of the medians, no range.
+    const short = { ...peer, samples: { ...samplesOf(peer), uploadMBps: [100, 150] } };
+    assert.deepEqual(ratioBand(row, short, "uploadMBps"), {
+      median: 1.6,
+      min: 1.6,
+      max: 1.6,
+      noisy: false,
+    });
+    assert.equal(ratioBand(row, undefined, "uploadMBps"), undefined);
+  });
+
+  it("two runs agree on a ratio when its ranges overlap, and differ when not", () => {
+    const scaled = (r: CaseResult, f: number[]): CaseResult => ({
+      ...r,
+      samples: { ...samplesOf(r), uploadMBps: samplesOf(r).uploadMBps.map((v, i) => v * f[i]) },
+    });
+    // Run A: TCP up ratio 2 in every round. Run B: 1.9-2.2 (overlaps); run C: 3 (does not).
+    const b = { ...run, cases: [scaled(run.cases[0], [0.95, 1, 1.1]), ...run.cases.slice(1)] };
+    const c = { ...run, cases: [scaled(run.cases[0], [1.5, 1.5, 1.5]), ...run.cases.slice(1)] };
+    const ab = compareRuns(run, b);
+    assert.ok(ab.length >= 8, `${ab.length} ratios`);
+    assert.ok(ab.every((x) => x.agree));
+    assert.match(comparisonText(ab), new RegExp(`${ab.length} of ${ab.length} ratios agree`));
+    const ac = compareRuns(run, c);
+    const up = ac.find((x) => x.row === run.cases[0].label && x.figure === "up");
+    assert.equal(up?.agree, false);
+    assert.deepEqual(
+      ac.filter((x) => !x.agree).map((x) => `${x.row} ${x.figure}`),
+      [`${run.cases[0].label} up`],
+    );
+    assert.match(comparisonText(ac), /DIFFER/);
+    assert.match(comparisonText(ac), /1 differ/);
+    // A ratio one run lacks (its peer did not run) is listed, not counted as agreeing.
+    const d = { ...run, cases: run.cases.filter((x) => x.id !== "tls.node-tls") };
+    const ad = compareRuns(run, d);
+    assert.ok(ad.some((x) => x.row === "spokewire mTLS" && x.b === undefined && !x.agree));
+    assert.match(comparisonText(ad), /one run only/);
   });
 
   it("a figure whose repeats differ by more than 25% is marked", () => {
