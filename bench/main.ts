@@ -11,9 +11,10 @@
  * to `bench/results/latest-<runtime>.{json,md,svg}`.
  *
  * Flags:
- * - `--quick`: a short run (first impressions, CI): 48 MB transfers, 3 repeats.
+ * - `--quick`: a short run (first impressions, CI): 48 MB transfers, fewer round trips
+ *   and setups, 5 rounds (as the full run: fewer rounds make ranges too narrow to compare).
  * - `--filter PATTERN`: only cases whose id or label contains PATTERN (or matches it as a regular expression).
- * - `--repeat N`: measured repeats per figure (default 5, quick 3), after one warm-up.
+ * - `--repeat N`: measured repeats per figure (default 5), after one warm-up.
  * - `--json PATH`: also write the JSON results to PATH.
  * - `--readme`: replace this runtime's table in README.md (between `<!-- bench:<runtime>:start -->` and `:end -->`).
  * - `--list`: print the case ids and exit.
@@ -96,7 +97,7 @@ function matches(filter: string | undefined, id: string, label: string): boolean
 
 function settingsFor(o: Options): BenchSettings {
   return o.quick
-    ? { quick: true, bytes: 48_000_000, rttSamples: 1_000, repeat: o.repeat ?? 3, setupSamples: 10 }
+    ? { quick: true, bytes: 48_000_000, rttSamples: 1_000, repeat: o.repeat ?? 5, setupSamples: 10 }
     : {
         quick: false,
         bytes: 200_000_000,
