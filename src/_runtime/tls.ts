@@ -251,6 +251,12 @@ export interface TlsSession {
   /** e.g. `TLS_AES_128_GCM_SHA256`. */
   readonly cipher: string;
   /**
+   * The peer resumed an earlier session (abbreviated handshake: no certificate was
+   * presented in this one). Deno's `node:tls` server resumes whatever its options say,
+   * so a server must refuse such a connection itself.
+   */
+  readonly resumed: boolean;
+  /**
    * Resolves with the first of: a TLS 1.3 session ticket arrived (client, Node
    * only: see {@link TICKET_EVENTS}), data arrived, the peer ended, the
    * connection failed.
@@ -553,6 +559,7 @@ function makeSession(
   const verifyError = verifyErrorOf(socket, role);
   const protocol = socket.getProtocol() ?? "unknown";
   const cipher = socket.getCipher()?.standardName ?? socket.getCipher()?.name ?? "unknown";
+  const resumed = socket.isSessionReused();
   let ended = false;
   let finished = false;
   // Tickets count only after a TLS 1.3 handshake (TLS 1.2 sends them inside the
@@ -653,6 +660,7 @@ function makeSession(
     verifyError,
     protocol,
     cipher,
+    resumed,
     acceptPeer(): void {
       hold.release();
     },

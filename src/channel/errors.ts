@@ -42,6 +42,7 @@ export type VerificationReason =
   | "fingerprint-mismatch"
   | "client-cert-missing"
   | "client-cert-refused"
+  | "session-resumed"
   | "unauthorized"
   | "host-key-mismatch"
   | "host-key-unknown"

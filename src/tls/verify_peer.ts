@@ -92,6 +92,15 @@ export async function verifyPeer(
   signal?: AbortSignal,
 ): Promise<PeerIdentity> {
   const who = policy.describe;
+  if (policy.role === "server" && session.resumed) {
+    // An abbreviated handshake presents no certificate: the identity would rest on
+    // one from an earlier connection (and under Deno, from another listener in this
+    // process). spokewire listeners do a full handshake every time.
+    throw new PeerVerificationError(
+      "session-resumed",
+      `Refused peer ${who}: it resumed an earlier TLS session; every connection must present its certificate`,
+    );
+  }
   if (policy.skipVerification) {
     policy.logger.warn(
       `spokewire TLS: peer verification is OFF (dangerouslySkipVerification) for ${who}; anyone can impersonate this peer`,

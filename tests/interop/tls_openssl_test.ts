@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { after, describe, it } from "node:test";
-import { type Channel, PeerVerificationError, SpokewireError } from "../../mod.ts";
+import {
+  type Channel,
+  MalformedInputError,
+  PeerVerificationError,
+  SpokewireError,
+} from "../../mod.ts";
 import { TICKET_EVENTS } from "../../src/_runtime/tls.ts";
 import { type Issued, makeTestPki } from "../../src/testing/_fixtures/pki.ts";
 import { readAll, writeAll } from "../../src/testing/mod.ts";
@@ -431,5 +438,261 @@ describe("TLS interop: openssl s_client against our listener", () => {
     client.stop();
     accepted.abort();
     void readAll;
+  });
+});
+
+describe("TLS interop: credentials checked when given, against openssl peers", () => {
+  /** A PEM block whose armour is fine and whose content is not DER. */
+  const GARBAGE = (label: string): string =>
+    `-----BEGIN ${label}-----\nAAECAwQFBgcICQoLDA0ODw==\n-----END ${label}-----\n`;
+
+  function malformed(field: RegExp) {
+    return (e: unknown): boolean => {
+      assert.ok(e instanceof MalformedInputError, `expected MalformedInputError, got ${e}`);
+      assert.match(e.message, field);
+      return true;
+    };
+  }
+
+  it("a CA bundle, certificate or key that does not parse is refused, naming the field", async () => {
+    const c = pki.client;
+    assert.throws(
+      () => new TlsDialer({ credentials: { ca: [pki.ca.cert, GARBAGE("CERTIFICATE")] } }),
+      malformed(/credentials\.ca\[1\]/),
+    );
+    assert.throws(
+      () => new TlsDialer({ credentials: { ca: pki.ca.cert + GARBAGE("CERTIFICATE") } }),
+      malformed(/credentials\.ca\[0\]/),
+    );
+    assert.throws(
+      () =>
+        new TlsDialer({
+          credentials: { ca: pki.ca.cert, cert: GARBAGE("CERTIFICATE"), key: c.key },
+        }),
+      malformed(/credentials\.cert/),
+    );
+    assert.throws(
+      () =>
+        new TlsDialer({
+          credentials: { ca: pki.ca.cert, cert: c.cert, key: GARBAGE("PRIVATE KEY") },
+        }),
+      malformed(/credentials\.key/),
+    );
+    await assert.rejects(
+      listenTls(
+        { host: "127.0.0.1", port: 0 },
+        { credentials: { ca: GARBAGE("CERTIFICATE"), cert: pki.server.cert, key: pki.server.key } },
+      ),
+      malformed(/credentials\.ca\[0\]/),
+    );
+  });
+
+  it("a listener keeps its material after a rejected update: s_client is still accepted", async () => {
+    const l = await listenTls(
+      { host: "127.0.0.1", port: 0 },
+      { credentials: { ca: pki.ca.cert, cert: pki.server.cert, key: pki.server.key } },
+    );
+    try {
+      // The other server's key does not match this certificate; a garbage key does not parse.
+      assert.throws(
+        () => l.updateCredentials({ ca: pki.ca.cert, cert: pki.server.cert, key: pki.server2.key }),
+        malformed(/credentials\.key does not match credentials\.cert/),
+      );
+      assert.throws(
+        () =>
+          l.updateCredentials({
+            ca: pki.ca.cert,
+            cert: pki.server.cert,
+            key: GARBAGE("PRIVATE KEY"),
+          }),
+        malformed(/credentials\.key/),
+      );
+      const port = Number(l.addr.slice(l.addr.lastIndexOf(":") + 1));
+      const client = startOpenssl([
+        "s_client",
+        "-connect",
+        `127.0.0.1:${port}`,
+        "-CAfile",
+        pki.caPath,
+        "-servername",
+        "localhost",
+        "-verify_return_error",
+        "-cert",
+        pki.client.certPath,
+        "-key",
+        pki.client.keyPath,
+      ]);
+      procs.add(client);
+      const accepted = (await l[Symbol.asyncIterator]().next()).value as Channel;
+      assert.equal(accepted.peer.id, "system:node:node-1");
+      await writeAll(accepted, [enc.encode("kept the old material\n")]);
+      await client.waitFor(/kept the old material/);
+      await client.waitFor(/Verify return code: 0 \(ok\)/);
+      client.stop();
+      accepted.abort();
+    } finally {
+      await l.close();
+    }
+  });
+
+  it("a dialer keeps its material after a rejected update: s_server still accepts it", async () => {
+    const s = await sServer(pki.server, ["-Verify", "1", "-verify_return_error"]);
+    const d = dialer(pki.client);
+    assert.throws(
+      () => d.updateCredentials({ ca: pki.ca.cert, cert: pki.client.cert, key: pki.server.key }),
+      malformed(/credentials\.key does not match credentials\.cert/),
+    );
+    assert.throws(
+      () =>
+        d.updateCredentials({
+          ca: GARBAGE("CERTIFICATE"),
+          cert: pki.client.cert,
+          key: pki.client.key,
+        }),
+      malformed(/credentials\.ca\[0\]/),
+    );
+    const ch = await d.dial({ host: "127.0.0.1", port: s.port, name: "localhost" });
+    await revRoundTrip(ch);
+    ch.abort();
+    s.stop();
+  });
+});
+
+describe("TLS interop: a listener never resumes a session (openssl s_client -sess_out / -sess_in)", () => {
+  interface Watched {
+    readonly port: number;
+    readonly refused: SpokewireError[];
+    readonly accepted: Channel[];
+    close(): Promise<void>;
+  }
+
+  async function watchedListener(ca: Issued, server: Issued): Promise<Watched> {
+    const refused: SpokewireError[] = [];
+    const accepted: Channel[] = [];
+    const l = await listenTls(
+      { host: "127.0.0.1", port: 0 },
+      {
+        credentials: { ca: ca.cert, cert: server.cert, key: server.key },
+        handshakeTimeoutMs: 3_000,
+        onRefused: (e) => refused.push(e),
+      },
+    );
+    const draining = (async () => {
+      for await (const ch of l) {
+        accepted.push(ch);
+        await writeAll(ch, [enc.encode(`hello ${ch.peer.id}\n`)]).catch(() => {});
+      }
+    })();
+    return {
+      port: Number(l.addr.slice(l.addr.lastIndexOf(":") + 1)),
+      refused,
+      accepted,
+      async close() {
+        await l.close();
+        await draining;
+        for (const ch of accepted) ch.abort();
+      },
+    };
+  }
+
+  function sClient(port: number, caPath: string, client: Issued | undefined, extra: string[]) {
+    const args = ["s_client", "-connect", `127.0.0.1:${port}`, "-CAfile", caPath];
+    args.push("-servername", "localhost", "-tls1_3");
+    if (client) args.push("-cert", client.certPath, "-key", client.keyPath);
+    const c = startOpenssl([...args, ...extra]);
+    procs.add(c);
+    return c;
+  }
+
+  /** A session file from a first, accepted connection (the ticket came after acceptance). */
+  async function firstSession(l: Watched): Promise<string> {
+    const file = join(pki.dir, `session-${l.port}.pem`);
+    const c = sClient(l.port, pki.caPath, pki.client, ["-sess_out", file]);
+    await c.waitFor(/hello system:node:node-1/);
+    for (
+      let i = 0;
+      i < 100 && !(existsSync(file) && readFileSync(file, "utf8").includes("SSL SESSION"));
+      i++
+    ) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.match(readFileSync(file, "utf8"), /BEGIN SSL SESSION PARAMETERS/);
+    c.stop();
+    await c.exited;
+    return file;
+  }
+
+  /** Wait (bounded) until the listener yielded or refused `n` connections in all. */
+  async function outcomes(l: Watched, n: number): Promise<void> {
+    for (let i = 0; i < 250 && l.accepted.length + l.refused.length < n; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.equal(l.accepted.length + l.refused.length, n, "the listener decided every connection");
+  }
+
+  /** The listener yielded `accepted` channels in all and refused the next for one of `reasons`. */
+  function refusedAs(l: Watched, accepted: number, reasons: readonly string[]): void {
+    assert.equal(
+      l.accepted.length,
+      accepted,
+      "a connection without its own certificate became a channel",
+    );
+    const e = l.refused[0];
+    assert.ok(e instanceof PeerVerificationError, `got ${e}`);
+    assert.ok(reasons.includes(e.reason), e.reason);
+  }
+
+  it("the same listener: a resumed session is never a channel; a full handshake is", async () => {
+    const l = await watchedListener(pki.ca, pki.server);
+    try {
+      const file = await firstSession(l);
+      assert.equal(l.accepted.length, 1);
+      const again = sClient(l.port, pki.caPath, pki.client, ["-sess_in", file]);
+      await outcomes(l, 2);
+      const out = await again.waitFor(/\b(Reused|New),/);
+      if (out[1] === "Reused") {
+        // The TLS layer resumed (Deno's node:tls does whatever the options say): refused.
+        assert.equal(l.accepted.length, 1, "a resumed session must not become a channel");
+        assert.ok(l.refused[0] instanceof PeerVerificationError, `got ${l.refused[0]}`);
+        assert.equal((l.refused[0] as PeerVerificationError).reason, "session-resumed");
+      } else {
+        // A full handshake (Node: no tickets to resume from): the client presented its certificate.
+        assert.equal(l.accepted.length, 2);
+        assert.equal(l.accepted[1].peer.id, "system:node:node-1");
+        await again.waitFor(/hello system:node:node-1/);
+      }
+      again.stop();
+    } finally {
+      await l.close();
+    }
+  });
+
+  it("resuming without a certificate is refused (client-cert-missing or session-resumed)", async () => {
+    const l = await watchedListener(pki.ca, pki.server);
+    try {
+      const file = await firstSession(l);
+      const again = sClient(l.port, pki.caPath, undefined, ["-sess_in", file]);
+      await outcomes(l, 2);
+      refusedAs(l, 1, ["client-cert-missing", "session-resumed"]);
+      again.stop();
+    } finally {
+      await l.close();
+    }
+  });
+
+  it("a session from a listener trusting CA-A is refused by one trusting only CA-B, in one process", async () => {
+    const a = await watchedListener(pki.ca, pki.server);
+    const b = await watchedListener(pki.foreignCa, pki.foreignServer);
+    try {
+      const file = await firstSession(a);
+      // Trust B's server so that only the listener's verdict decides.
+      const c = sClient(b.port, pki.foreignCa.certPath, pki.client, ["-sess_in", file]);
+      await outcomes(b, 1);
+      refusedAs(b, 0, ["untrusted-root", "session-resumed"]);
+      c.stop();
+    } finally {
+      await a.close();
+      await b.close();
+    }
   });
 });
