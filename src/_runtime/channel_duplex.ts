@@ -27,6 +27,8 @@ export interface ReadGate {
   held: boolean;
   /** Set by the duplex: call after clearing `held`. */
   release?: () => void;
+  /** Set by the consumer: sees each chunk from below before it is pushed. */
+  onChunk?: (chunk: Uint8Array) => void;
 }
 
 /**
@@ -128,6 +130,7 @@ export function channelToDuplex(channel: Channel, gate?: ReadGate, hold?: WriteH
           duplex.push(null);
           return;
         }
+        gate?.onChunk?.(r.value);
         if (!duplex.push(r.value) || gate?.held) {
           pumping = false;
           return;

@@ -257,8 +257,8 @@ export interface TlsSession {
    */
   readonly resumed: boolean;
   /**
-   * Resolves with the first of: a TLS 1.3 session ticket arrived (client, Node
-   * only: see {@link TICKET_EVENTS}), data arrived, the peer ended, the
+   * Resolves with the first of: a TLS 1.3 session ticket arrived (client; Node
+   * reports it, under Deno its record is seen below TLS), data arrived, the peer ended, the
    * connection failed.
    */
   firstEvent(): { promise: Promise<FirstEvent>; cancel(): void };
@@ -275,7 +275,8 @@ export interface TlsSession {
  * Whether a client's `'session'` event marks a session ticket's arrival. Node:
  * yes, as soon as the ticket is read. Deno 2.9's `node:tls` emits `'session'`
  * only when the connection closes (measured), which says nothing about
- * acceptance, so the client there relies on data or the refusal window.
+ * acceptance, so the client there watches the records below TLS instead (TLS
+ * runs over a stream we feed there: {@link firstRecordWatch}).
  */
 export const TICKET_EVENTS: boolean = !IS_DENO;
 
@@ -424,6 +425,7 @@ function forwardingDuplex(raw: net.Socket, gate: ReadGate, hold: WriteHold): Dup
     },
   });
   raw.on("data", (c: Uint8Array) => {
+    gate.onChunk?.(c);
     if (!d.push(c) || gate.held) raw.pause();
   });
   raw.on("end", () => d.push(null));
@@ -571,6 +573,19 @@ function makeSession(
   };
   const watchTickets = TICKET_EVENTS && role === "client" && protocol === "TLSv1.3";
   if (watchTickets) socket.once("session", onTicketSeen);
+  // Where the runtime reports no ticket (Deno) but TLS runs over a stream we feed,
+  // the server's first record after the handshake is seen below TLS instead.
+  let onRecordTicket: (() => void) | undefined;
+  if (!TICKET_EVENTS && role === "client" && protocol === "TLSv1.3" && lowerStream) {
+    const watch = firstRecordWatch((isTicket) => {
+      if (!isTicket) return;
+      ticket = true;
+      onRecordTicket?.();
+    });
+    gate.onChunk = (chunk) => {
+      if (watch(chunk)) gate.onChunk = undefined;
+    };
+  }
   let failed: Error | undefined;
   socket.once("error", (e: Error) => {
     failed = e;
@@ -702,6 +717,7 @@ function makeSession(
         // the socket stalled after the channel resumed it (measured: a 1-byte reply
         // never arrived). Node reports alerts and tickets without flowing anyway.
         if (IS_DENO) socket.pause();
+        onRecordTicket = undefined;
         socket.off("data", onData);
         socket.off("session", onTicket);
         socket.off("end", onEnd);
@@ -710,6 +726,7 @@ function makeSession(
       };
       socket.on("data", onData);
       if (watchTickets) socket.on("session", onTicket);
+      onRecordTicket = onTicket;
       socket.on("end", onEnd);
       socket.on("error", onError);
       socket.on("close", onClose);
@@ -720,6 +737,34 @@ function makeSession(
       else if (IS_DENO) socket.resume();
       return { promise, cancel: cleanup };
     },
+  };
+}
+
+/**
+ * The smallest TLS 1.3 record that can carry a NewSessionTicket: handshake header 4,
+ * lifetime 4, age_add 4, nonce 1 + 0, ticket 2 + 1, extensions 2, inner content type
+ * 1, AEAD tag 16. An encrypted alert is 19 (2 + 1 + 16).
+ */
+const MIN_TICKET_RECORD = 35;
+
+/**
+ * Watch the first TLS record that arrives after the handshake, chunk by chunk:
+ * `decide(true)` when it is large enough to be a session ticket (the server sent
+ * it after accepting us), `decide(false)` when it is not (an alert, or a record
+ * that is not application data). The watch returns true once it decided.
+ */
+function firstRecordWatch(decide: (isTicket: boolean) => void): (chunk: Uint8Array) => boolean {
+  const head = new Uint8Array(5);
+  let have = 0;
+  return (chunk) => {
+    const n = Math.min(5 - have, chunk.byteLength);
+    head.set(chunk.subarray(0, n), have);
+    have += n;
+    if (have < 5) return false;
+    const length = (head[3] << 8) | head[4];
+    // 23: application_data, the outer type of every encrypted TLS 1.3 record.
+    decide(head[0] === 23 && length >= MIN_TICKET_RECORD);
+    return true;
   };
 }
 

@@ -67,9 +67,9 @@ export interface TlsClientOptions extends TlsEndpointOptions {
    * the server's first session ticket or byte (accepted, at once), or its alert
    * or hang-up (refused: PEER_VERIFICATION_FAILED `client-cert-refused`). When the
    * window passes without a signal the server is taken as accepting (a later hang-up
-   * is CHANNEL_RESET). Default {@link DEFAULT_TLS_REFUSAL_WINDOW_MS}: under Node felt
-   * only with a server that sends no tickets; under Deno (its `node:tls` reports no
-   * ticket arrival) every dial to a silent server waits it out. `0` (opt-in) hands
+   * is CHANNEL_RESET). Default {@link DEFAULT_TLS_REFUSAL_WINDOW_MS}: felt only with a
+   * server that sends no TLS 1.3 tickets (spokewire's listener, OpenSSL and Go send
+   * them once they accepted us), in both runtimes. `0` (opt-in) hands
    * the channel out at once and reads any close or failure before the server's first
    * byte as the refusal (`client-cert-refused` on the first read or write): right
    * for servers that speak first or judge at once, wrong for a peer that may close
@@ -93,7 +93,7 @@ export interface TlsServerOptions extends TlsEndpointOptions {
 
 /** Default handshake timeout. */
 export const DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
-/** Node's default bound on waiting for the verdict of a server that sends no session tickets. */
+/** Default bound on waiting for the verdict of a server that sends no session tickets. */
 export const DEFAULT_TLS_REFUSAL_WINDOW_MS = 200;
 /** Default time an authorizer may take. */
 export const DEFAULT_TLS_AUTHORIZE_TIMEOUT_MS = 5_000;

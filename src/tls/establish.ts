@@ -9,14 +9,17 @@
  * - a **session ticket** (NewSessionTicket): accepted. OpenSSL and Go servers
  *   send tickets only after the client's certificate passed, and spokewire's
  *   own server holds its tickets back until its checks (chain, pins,
- *   authorizer) passed, then sends them. The dial resolves at once.
+ *   authorizer) passed, then sends them. The dial resolves at once. Node
+ *   reports the ticket (`'session'`); Deno's `node:tls` does not, so there the
+ *   dialer watches the records arriving below TLS: the first one after the
+ *   handshake that is large enough to be a ticket (an encrypted alert is 19
+ *   bytes) counts as one.
  * - **data**: accepted, at once.
  * - an **alert or a hang-up** before either: refused, PEER_VERIFICATION_FAILED
  *   with reason `client-cert-refused` (`client-cert-missing` when we sent no
  *   certificate).
  * - nothing within `refusalWindowMs` (a server that sends no TLS 1.3 tickets,
- *   such as OpenSSL `-num_tickets 0`; and every silent server under Deno, whose
- *   `node:tls` reports no ticket arrival): taken as accepted.
+ *   such as OpenSSL `-num_tickets 0`): taken as accepted.
  * - `refusalWindowMs` 0 (opt-in): the channel is handed out at once, and a close
  *   or failure before the server's first byte fails its first read or write with
  *   the same PEER_VERIFICATION_FAILED `client-cert-refused`.
