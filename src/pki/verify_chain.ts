@@ -77,8 +77,11 @@ export interface VerifyChainOptions extends Partial<ChainLimits> {
   readonly roots: readonly CertificateInput[];
   /** The extended key usage the leaf must have. */
   readonly usage: CertificateUsage;
-  /** When given, the leaf's SAN must match it. */
-  readonly name?: ExpectedName;
+  /**
+   * When given, the leaf's SAN must match it; given several, at least one of them
+   * (a node name mapped to its DNS names and addresses). An empty list matches nothing.
+   */
+  readonly name?: ExpectedName | readonly ExpectedName[];
   /** The time at which every certificate must be valid; default now. */
   readonly at?: Date;
   readonly signal?: AbortSignal;
@@ -265,7 +268,11 @@ function validEmail(v: string): boolean {
   return normalizeDnsName(v.slice(at + 1)) !== undefined;
 }
 
-function checkLeaf(n: PathNode, usage: CertificateUsage, name: ExpectedName | undefined): void {
+function checkLeaf(
+  n: PathNode,
+  usage: CertificateUsage,
+  name: ExpectedName | readonly ExpectedName[] | undefined,
+): void {
   if (n.bc?.ca) throw fail("bad-key-usage", `${n.label} is a CA certificate, not an end entity`);
   if (n.ku !== undefined && n.ku & KeyUsageBit.keyCertSign) {
     throw fail("bad-key-usage", `${n.label} is an end entity with keyCertSign`);
@@ -280,7 +287,19 @@ function checkLeaf(n: PathNode, usage: CertificateUsage, name: ExpectedName | un
   if (n.p.extensions.some((e) => e.oid === ExtensionOid.extKeyUsage && e.critical)) {
     throw fail("bad-eku", `${n.label}: extKeyUsage must not be critical in an end entity`);
   }
-  if (name) matchName(n, name);
+  if (name === undefined) return;
+  const names: readonly ExpectedName[] = Array.isArray(name) ? name : [name as ExpectedName];
+  let first: PeerVerificationError | undefined;
+  for (const one of names) {
+    try {
+      matchName(n, one);
+      return;
+    } catch (e) {
+      if (!(e instanceof PeerVerificationError)) throw e;
+      first ??= e;
+    }
+  }
+  throw first ?? fail("name-mismatch", `${n.label}: no expected name to match`);
 }
 
 function matchName(n: PathNode, name: ExpectedName): void {

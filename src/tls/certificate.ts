@@ -6,8 +6,10 @@
  */
 
 import "reflect-metadata";
+import { sha256 } from "@noble/hashes/sha2.js";
 import * as x509 from "@peculiar/x509";
 import { MalformedInputError } from "../channel/errors.ts";
+import { toHex } from "../pki/_der.ts";
 
 /** Subject alternative names by type. */
 export interface SubjectAltNames {
@@ -32,21 +34,8 @@ export interface CertSummary {
   readonly der: Uint8Array;
 }
 
-function hex(buf: ArrayBuffer): string {
-  const b = new Uint8Array(buf);
-  let s = "";
-  for (const x of b) s += x.toString(16).padStart(2, "0");
-  return s;
-}
-
-/** Parse a DER certificate; throws {@link MalformedInputError}. */
-export async function summarizeCertificate(der: Uint8Array): Promise<CertSummary> {
-  let c: x509.X509Certificate;
-  try {
-    c = new x509.X509Certificate(der.slice());
-  } catch (err) {
-    throw new MalformedInputError("peer certificate does not parse", { cause: err });
-  }
+/** The summary of a parsed certificate (`der`: its DER). */
+export function summaryOf(c: x509.X509Certificate, der: Uint8Array): CertSummary {
   const dns: string[] = [];
   const ip: string[] = [];
   const uri: string[] = [];
@@ -58,19 +47,29 @@ export async function summarizeCertificate(der: Uint8Array): Promise<CertSummary
     else if (n.type === "url") uri.push(n.value);
     else if (n.type === "email") email.push(n.value);
   }
-  const fp = hex(await crypto.subtle.digest("SHA-256", der.slice()));
   return {
     subject: c.subject,
     issuer: c.issuer,
     serialNumber: c.serialNumber,
     notBefore: c.notBefore,
     notAfter: c.notAfter,
-    fingerprint: fp,
+    fingerprint: toHex(sha256(der)),
     commonName: c.subjectName.getField("CN")[0],
     organizations: c.subjectName.getField("O"),
     sans: { dns, ip, uri, email },
     der,
   };
+}
+
+/** Parse and summarize a DER certificate; MalformedInputError when it does not parse. */
+export async function summarizeCertificate(der: Uint8Array): Promise<CertSummary> {
+  let c: x509.X509Certificate;
+  try {
+    c = new x509.X509Certificate(der.slice());
+  } catch (err) {
+    throw new MalformedInputError("peer certificate does not parse", { cause: err });
+  }
+  return summaryOf(c, der);
 }
 
 const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;

@@ -1,7 +1,11 @@
 /**
- * Judge a completed handshake: the runtime's chain verdict, our own validity
- * and name checks (SANs only, never the CN), pins, and the authorizer. Produces
- * the verified {@link PeerIdentity} or a {@link PeerVerificationError}.
+ * Judge a completed handshake, with one verdict: `verifyChain` (validity, path,
+ * key usage, EKU, and for a server the expected name, SANs only, never the CN),
+ * then pins and the authorizer. The identity comes from `verifyChain`'s result;
+ * each presented certificate is parsed once (its full details only when read).
+ * Produces the verified {@link PeerIdentity} or a {@link PeerVerificationError}.
+ * Only with the runtime's root store (`useSystemRoots`) does the runtime's chain
+ * verdict count, with our name check.
  *
  * @module
  */
@@ -10,10 +14,19 @@ import type { TlsSession } from "../_runtime/tls.ts";
 import { bounded } from "../_util/deadline.ts";
 import { PeerVerificationError, SpokewireError } from "../channel/errors.ts";
 import type { PeerIdentity } from "../channel/types.ts";
-import { verifyChain } from "../pki/verify_chain.ts";
-import { type CertSummary, summarizeCertificate } from "./certificate.ts";
+import { parseCertificateDer } from "../pki/_parse.ts";
+import { x509 } from "../pki/_x509.ts";
+import { identityOf, type LeafIdentity } from "../pki/identity.ts";
+import {
+  dnsPatternMatches,
+  formatIp,
+  normalizeDnsName,
+  normalizeDnsPattern,
+  parseIp,
+} from "../pki/names.ts";
+import { type ExpectedName, verifyChain } from "../pki/verify_chain.ts";
+import { type CertSummary, summaryOf } from "./certificate.ts";
 import type { TlsAuthorizer, TlsLogger } from "./config.ts";
-import { identityMatches } from "./name_match.ts";
 import { reasonForVerifyCode } from "./verify_error.ts";
 
 /** What a side checks about its peer. */
@@ -71,18 +84,96 @@ export function x509Identity(
   } satisfies PeerIdentity);
 }
 
-async function summarizeAll(chain: readonly Uint8Array[], who: string): Promise<CertSummary[]> {
+/** The certificate as spokewire's PKI parses it, or `malformed`. */
+function leafIdentity(der: Uint8Array, who: string): LeafIdentity {
   try {
-    return await Promise.all(chain.map((d) => summarizeCertificate(d)));
+    return identityOf(parseCertificateDer(der));
   } catch (err) {
     throw new PeerVerificationError(
       "malformed",
       `Cannot verify peer ${who}: certificate does not parse`,
-      {
-        cause: err,
-      },
+      { cause: err },
     );
   }
+}
+
+/** Whether a leaf's SANs hold `name` (the rules of `verifyChain`, through `pki/names.ts`). */
+function leafHasName(id: LeafIdentity, name: ExpectedName): boolean {
+  if ("ip" in name) {
+    const ip = parseIp(name.ip);
+    return ip !== undefined && id.ips.includes(formatIp(ip));
+  }
+  const host = normalizeDnsName(name.dns);
+  if (host === undefined) return false;
+  return id.dnsNames.some((d) => {
+    const pattern = normalizeDnsPattern(d);
+    return pattern !== undefined && dnsPatternMatches(pattern, host);
+  });
+}
+
+/**
+ * The names a server must prove: `expectedName`, or what `nameMap` maps it to (DNS
+ * names and IP addresses), read with spokewire's one name parser (`pki/names.ts`).
+ */
+function expectedNames(policy: PeerPolicy): ExpectedName[] {
+  const name = policy.expectedName ?? "";
+  const values = policy.nameMap?.(name) ?? [name];
+  return values.map((v) => {
+    const bare = v.startsWith("[") && v.endsWith("]") ? v.slice(1, -1) : v;
+    return parseIp(bare) ? { ip: bare } : { dns: v };
+  });
+}
+
+/**
+ * The details of a verified chain (`der`: leaf first), parsed only when read: the
+ * handshake needs none of them, and a full parse costs more than the verification.
+ */
+function lazyDetails(
+  der: readonly Uint8Array[],
+  session: { readonly protocol: string; readonly cipher: string },
+): Readonly<Record<string, unknown>> {
+  let parsed: x509.X509Certificate[] | undefined;
+  const certs = (): x509.X509Certificate[] => {
+    parsed ??= der.map((d) => new x509.X509Certificate(d.slice()));
+    return parsed;
+  };
+  let summary: CertSummary[] | undefined;
+  const summaries = (): CertSummary[] => {
+    summary ??= certs().map((c, i) => summaryOf(c, der[i]));
+    return summary;
+  };
+  const leaf = (): CertSummary => summaries()[0];
+  return Object.freeze({
+    get subject() {
+      return leaf().subject;
+    },
+    get issuer() {
+      return leaf().issuer;
+    },
+    get serialNumber() {
+      return leaf().serialNumber;
+    },
+    get notBefore() {
+      return leaf().notBefore.toISOString();
+    },
+    get notAfter() {
+      return leaf().notAfter.toISOString();
+    },
+    get sans() {
+      return leaf().sans;
+    },
+    get chain() {
+      return summaries().map((c) => ({
+        subject: c.subject,
+        issuer: c.issuer,
+        fingerprint: c.fingerprint,
+        notAfter: c.notAfter.toISOString(),
+      }));
+    },
+    certificates: der,
+    protocol: session.protocol,
+    cipher: session.cipher,
+  });
 }
 
 /** Verify the peer of `session` under `policy`. Throws {@link PeerVerificationError} (or TIMEOUT from the authorizer). */
@@ -105,12 +196,16 @@ export async function verifyPeer(
     policy.logger.warn(
       `spokewire TLS: peer verification is OFF (dangerouslySkipVerification) for ${who}; anyone can impersonate this peer`,
     );
-    const chain = await summarizeAll(session.peerChain, who).catch(() => []);
-    const leaf = chain[0];
+    let leaf: LeafIdentity | undefined;
+    try {
+      leaf = session.peerChain[0] ? leafIdentity(session.peerChain[0], who) : undefined;
+    } catch {
+      leaf = undefined;
+    }
     return Object.freeze({
       scheme: "none",
-      id: leaf?.commonName ?? session.conn.remoteAddress,
-      fingerprint: leaf?.fingerprint ?? "",
+      id: leaf?.cn ?? session.conn.remoteAddress,
+      fingerprint: leaf?.fingerprintSha256Hex ?? "",
       details: Object.freeze({ unverified: true }),
     });
   }
@@ -126,83 +221,97 @@ export async function verifyPeer(
     }
     throw new PeerVerificationError("untrusted-root", `Cannot verify peer ${who}: no certificate`);
   }
-  const chain = await summarizeAll(session.peerChain, who);
-  const leaf = chain[0];
-  const now = policy.now();
-  if (now.getTime() > leaf.notAfter.getTime()) {
-    throw new PeerVerificationError(
-      "expired",
-      `Cannot verify peer ${who}: certificate expired at ${leaf.notAfter.toISOString()}`,
-    );
-  }
-  if (now.getTime() < leaf.notBefore.getTime()) {
-    throw new PeerVerificationError(
-      "not-yet-valid",
-      `Cannot verify peer ${who}: certificate not valid before ${leaf.notBefore.toISOString()}`,
-    );
-  }
-  // The independent path validation runs first: where the runtime only says "no"
-  // (Deno reports most failures as UNABLE_TO_VERIFY_LEAF_SIGNATURE), it says why.
+  const names = policy.role === "client" ? expectedNames(policy) : undefined;
+  const usage = policy.role === "client" ? "server" : "client";
+  let identity: LeafIdentity;
+  let der: readonly Uint8Array[];
   if (policy.roots) {
-    await verifyChain(session.peerChain[0], session.peerChain.slice(1), {
+    // One verdict: spokewire's path validation (validity, key usage, EKU, CA flags,
+    // path length, names), whatever the runtime's TLS layer thought of the chain.
+    const v = await verifyChain(session.peerChain[0], session.peerChain.slice(1), {
       roots: policy.roots,
-      usage: policy.role === "client" ? "server" : "client",
-      at: now,
+      usage,
+      name: names,
+      at: policy.now(),
       signal,
+    }).catch((err: unknown) => {
+      if (err instanceof PeerVerificationError) {
+        throw new PeerVerificationError(err.reason, `Cannot verify peer ${who}: ${err.message}`, {
+          cause: err,
+        });
+      }
+      throw err;
     });
-  }
-  if (session.verifyError !== undefined) {
-    const reason = reasonForVerifyCode(session.verifyError);
-    throw new PeerVerificationError(
-      reason,
-      `Cannot verify peer ${who}: ${session.verifyError} (subject "${leaf.subject}", issuer "${leaf.issuer}")`,
-    );
-  }
-  if (policy.role === "client") {
-    const name = policy.expectedName ?? "";
-    if (!identityMatches(name, leaf.sans, policy.nameMap)) {
-      const have = [...leaf.sans.dns, ...leaf.sans.ip].join(", ") || "none";
+    identity = v.identity;
+    der = v.der;
+  } else {
+    // The runtime's root store is in use (useSystemRoots): its chain verdict, and
+    // our name check.
+    identity = leafIdentity(session.peerChain[0], who);
+    der = session.peerChain;
+    if (session.verifyError !== undefined) {
+      throw new PeerVerificationError(
+        reasonForVerifyCode(session.verifyError),
+        `Cannot verify peer ${who}: ${session.verifyError}`,
+      );
+    }
+    if (names && !names.some((n) => leafHasName(identity, n))) {
+      const have = [...identity.dnsNames, ...identity.ips].join(", ") || "none";
       throw new PeerVerificationError(
         "name-mismatch",
-        `Cannot verify peer ${who}: certificate is not for "${name}" (SANs: ${have})`,
+        `Cannot verify peer ${who}: certificate is not for "${policy.expectedName ?? ""}" (SANs: ${have})`,
       );
     }
   }
-  if (policy.pins.size > 0 && !policy.pins.has(leaf.fingerprint)) {
+  if (policy.pins.size > 0 && !policy.pins.has(identity.fingerprintSha256Hex)) {
     throw new PeerVerificationError(
       "fingerprint-mismatch",
-      `Cannot verify peer ${who}: fingerprint ${leaf.fingerprint} is not pinned`,
+      `Cannot verify peer ${who}: fingerprint ${identity.fingerprintSha256Hex} is not pinned`,
     );
   }
-  const identity = x509Identity(leaf, chain, session);
-  if (policy.authorize) {
-    const authorize = policy.authorize;
-    let ok: boolean;
-    try {
-      ok = await bounded(
-        Promise.resolve().then(() => authorize(identity)),
-        {
-          timeoutMs: policy.authorizeTimeoutMs,
-          what: `authorizing ${identity.id}`,
-          signal,
-        },
-      );
-    } catch (err) {
-      if (err instanceof SpokewireError) throw err;
-      throw new PeerVerificationError(
-        "unauthorized",
-        `Peer ${identity.id} refused: authorizer failed`,
-        {
-          cause: err,
-        },
-      );
-    }
-    if (ok !== true) {
-      throw new PeerVerificationError(
-        "unauthorized",
-        `Peer "${identity.id}" (groups ${identity.groups?.join(",") || "none"}) is not authorized`,
-      );
-    }
+  const details = lazyDetails(der, session);
+  const peer: PeerIdentity = Object.freeze({
+    scheme: "x509",
+    id: identity.cn ?? String(details.subject),
+    fingerprint: identity.fingerprintSha256Hex,
+    groups: Object.freeze([...identity.groups]),
+    details,
+  });
+  if (policy.authorize) await authorizePeer(peer, policy, signal);
+  return peer;
+}
+
+async function authorizePeer(
+  identity: PeerIdentity,
+  policy: PeerPolicy,
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  const authorize = policy.authorize;
+  if (!authorize) return;
+  let ok: boolean;
+  try {
+    ok = await bounded(
+      Promise.resolve().then(() => authorize(identity)),
+      {
+        timeoutMs: policy.authorizeTimeoutMs,
+        what: `authorizing ${identity.id}`,
+        signal,
+      },
+    );
+  } catch (err) {
+    if (err instanceof SpokewireError) throw err;
+    throw new PeerVerificationError(
+      "unauthorized",
+      `Peer ${identity.id} refused: authorizer failed`,
+      {
+        cause: err,
+      },
+    );
   }
-  return identity;
+  if (ok !== true) {
+    throw new PeerVerificationError(
+      "unauthorized",
+      `Peer "${identity.id}" (groups ${identity.groups?.join(",") || "none"}) is not authorized`,
+    );
+  }
 }
