@@ -97,13 +97,13 @@ function matches(filter: string | undefined, id: string, label: string): boolean
 
 function settingsFor(o: Options): BenchSettings {
   return o.quick
-    ? { quick: true, bytes: 48_000_000, rttSamples: 1_000, repeat: o.repeat ?? 5, setupSamples: 10 }
+    ? { quick: true, bytes: 48_000_000, rttSamples: 1_000, repeat: o.repeat ?? 5, setupSamples: 30 }
     : {
         quick: false,
         bytes: 200_000_000,
         rttSamples: 3_000,
         repeat: o.repeat ?? 5,
-        setupSamples: 30,
+        setupSamples: 100,
       };
 }
 
@@ -209,6 +209,7 @@ function mergeRound(prev: CaseResult | undefined, one: CaseResult): CaseResult {
           rttP50Us: [...a.rttP50Us, ...b.rttP50Us],
           rttP99Us: [...a.rttP99Us, ...b.rttP99Us],
           setupMs: [...a.setupMs, ...b.setupMs],
+          setupP99Ms: [...(a.setupP99Ms ?? []), ...(b.setupP99Ms ?? [])],
           cpuSPerGB: [...a.cpuSPerGB, ...b.cpuSPerGB],
         }
       : (a ?? b);

@@ -18,6 +18,8 @@ export interface Samples {
   rttP99Us: number[];
   /** Dial to first echoed byte, median of the repeat's connections, ms. */
   setupMs: number[];
+  /** Dial to first echoed byte, p99 of the repeat's connections, ms (absent in older results). */
+  setupP99Ms?: number[];
   /** CPU seconds (all processes of the path) per GB moved by the bulk transfers. */
   cpuSPerGB: number[];
 }
@@ -67,6 +69,7 @@ export const FIGURES = [
   { key: "rttP50Us", title: "RTT p50 us", higherIsBetter: false, digits: 0 },
   { key: "rttP99Us", title: "RTT p99 us", higherIsBetter: false, digits: 0 },
   { key: "setupMs", title: "setup ms", higherIsBetter: false, digits: 2 },
+  { key: "setupP99Ms", title: "setup p99 ms", higherIsBetter: false, digits: 2 },
   { key: "cpuSPerGB", title: "CPU s/GB", higherIsBetter: false, digits: 1 },
 ] as const satisfies readonly {
   key: keyof Samples;

@@ -80,6 +80,7 @@ export async function runCase(id: string, settings: BenchSettings): Promise<Case
     rttP50Us: [],
     rttP99Us: [],
     setupMs: [],
+    setupP99Ms: [],
     cpuSPerGB: [],
   };
   const raw: RawSamples = { rttUs: [], setupMs: [] };
@@ -105,6 +106,7 @@ export async function runCase(id: string, settings: BenchSettings): Promise<Case
       samples.rttP99Us.push(percentile(rtt, 99));
       const setup = await measureSetup(path, settings.setupSamples);
       samples.setupMs.push(median(setup));
+      samples.setupP99Ms?.push(percentile(setup, 99));
       raw.rttUs = rtt.map((x) => Math.round(x * 10) / 10);
       raw.setupMs = setup.map((x) => Math.round(x * 1000) / 1000);
       ctx.log(

@@ -358,7 +358,7 @@ const e2eCase: BenchCase = {
   group: "TLS to a kubelet",
   label: "TLS over Konnectivity",
   peer: "e2e.tls-over-tcp",
-  alsoVs: ["e2e.tls-over-ssh"],
+  alsoVs: ["e2e.tls-over-ssh", "tls.node-tls", "konnectivity.dial"],
   async start(ctx): Promise<Path> {
     const kubelet = await startKubelet();
     let setup: DialSetup;

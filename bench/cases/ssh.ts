@@ -198,6 +198,7 @@ const overSsh: BenchCase = {
   group: "TLS to a kubelet",
   label: "kubelet TLS over SSH",
   peer: "e2e.tls-over-tcp",
+  alsoVs: ["tls.node-tls", "ssh.spokewire"],
   async start(ctx): Promise<Path> {
     const kubelet = await startKubelet();
     const server = await startServer(ctx);

@@ -83,6 +83,7 @@ const overTcp: BenchCase = {
   id: "e2e.tls-over-tcp",
   group: "TLS to a kubelet",
   label: "kubelet TLS over TCP",
+  alsoVs: ["tls.node-tls"],
   start: spokewirePath,
 };
 

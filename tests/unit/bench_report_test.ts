@@ -278,8 +278,15 @@ describe("bench cases", () => {
       setupSamples: 3,
     });
     assert.equal(r.status, "ok", r.reason);
-    for (const k of ["uploadMBps", "downloadMBps", "rttP50Us", "rttP99Us", "setupMs"] as const) {
-      assert.equal(r.samples?.[k].length, 2, k);
+    for (const k of [
+      "uploadMBps",
+      "downloadMBps",
+      "rttP50Us",
+      "rttP99Us",
+      "setupMs",
+      "setupP99Ms",
+    ] as const) {
+      assert.equal(r.samples?.[k]?.length, 2, k);
       for (const v of r.samples?.[k] ?? []) assert.ok(v > 0 && Number.isFinite(v), `${k} ${v}`);
     }
   });
