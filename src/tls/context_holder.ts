@@ -64,7 +64,12 @@ export class ContextHolder {
       return createTlsContext({
         cert: c.cert,
         key: c.key,
-        ca: caList(c.ca),
+        // A client verifies its server with verifyChain alone (src/tls/verify_peer.ts),
+        // so its TLS layer gets no roots: it then judges nothing (under Node it also
+        // skips building the peer's certificate objects, ~1 ms a dial). A server keeps
+        // them: they name the accepted CAs in its certificate request. With the
+        // runtime's root store, the runtime's verdict is the one used.
+        ca: this.#needCert || this.#opts.useSystemRoots === true ? caList(c.ca) : [],
         useSystemRoots: this.#opts.useSystemRoots === true,
         minVersion: this.#opts.minVersion ?? "TLSv1.3",
         ciphers: this.#opts.ciphers,

@@ -270,13 +270,22 @@ export async function verifyPeer(
     );
   }
   const details = lazyDetails(der, session);
-  const peer: PeerIdentity = Object.freeze({
+  const fields = {
     scheme: "x509",
-    id: identity.cn ?? String(details.subject),
     fingerprint: identity.fingerprintSha256Hex,
     groups: Object.freeze([...identity.groups]),
     details,
-  });
+  };
+  const cn = identity.cn;
+  // Without a CN the id is the subject, read (and parsed) only when asked for.
+  const peer: PeerIdentity = Object.freeze(
+    cn !== undefined
+      ? { ...fields, id: cn }
+      : Object.defineProperty(fields, "id", {
+          enumerable: true,
+          get: () => String(details.subject),
+        }),
+  ) as PeerIdentity;
   if (policy.authorize) await authorizePeer(peer, policy, signal);
   return peer;
 }

@@ -183,6 +183,30 @@ describe("TLS interop: our dialer against openssl s_server", () => {
     s.stop();
   });
 
+  // spokewire's verifier gives these verdicts. Not yet under Deno: its TLS layer (rustls)
+  // cannot complete a handshake with such a certificate whatever the options, and
+  // fails it as DIAL_FAILED UNABLE_TO_VERIFY_LEAF_SIGNATURE / SELF_SIGNED_CERT_IN_CHAIN
+  // (issue 24, open).
+  const denoRefusesFirst =
+    "Deno" in globalThis &&
+    "Deno's TLS layer refuses this certificate inside the handshake (issue 24, open)";
+  for (const [what, which, why, extra] of [
+    ["an unknown critical extension", "criticalExtServer", "unknown-critical-extension", []],
+    // s_server itself refuses so small a key at Debian's default security level.
+    ["an RSA-1024 key", "weakKeyServer", "weak-key", ["-cipher", "DEFAULT:@SECLEVEL=0"]],
+  ] as const) {
+    it(`a server certificate with ${what} fails with ${why}`, {
+      skip: denoRefusesFirst,
+    }, async () => {
+      const s = await sServer(pki[which], [...extra]);
+      await assert.rejects(
+        dialer(pki.client).dial({ host: "127.0.0.1", port: s.port, name: "localhost" }),
+        reason(why),
+      );
+      s.stop();
+    });
+  }
+
   it("a server certificate for another name fails with name-mismatch", async () => {
     const s = await sServer(pki.wrongSanServer, []);
     await assert.rejects(

@@ -48,6 +48,10 @@ export interface TestPki {
   readonly expiredServer: Issued;
   /** Issued by `ca`, SANs like `server`, valid from 3 days after now (not yet valid). */
   readonly notYetValidServer: Issued;
+  /** Like `server`, plus a critical extension nobody knows (OID 1.3.6.1.4.1.99999.1). */
+  readonly criticalExtServer: Issued;
+  /** Like `server`, with an RSA-1024 key. */
+  readonly weakKeyServer: Issued;
   /** Client: CN=system:node:node-1, O=system:nodes. */
   readonly client: Issued;
   /** Client: CN=system:node:node-2, O=system:other. */
@@ -71,9 +75,13 @@ function ossl(args: string[], cwd: string): void {
   execFileSync("openssl", args, { cwd, stdio: "pipe", timeout: OPENSSL_TIMEOUT_MS });
 }
 
-function keygen(dir: string, name: string): string {
+function keygen(dir: string, name: string, rsaBits?: number): string {
   const p = join(dir, `${name}.key`);
-  ossl(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", p], dir);
+  const alg =
+    rsaBits === undefined
+      ? ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"]
+      : ["-algorithm", "RSA", "-pkeyopt", `rsa_keygen_bits:${rsaBits}`];
+  ossl(["genpkey", ...alg, "-out", p], dir);
   return p;
 }
 
@@ -157,10 +165,12 @@ interface LeafSpec {
   readonly notBefore?: Date;
   /** Days from notBefore to notAfter; default 30. */
   readonly days?: number;
+  /** An RSA key of this many bits instead of P-256. */
+  readonly rsaBits?: number;
 }
 
 function issue(dir: string, name: string, issuer: Issued, spec: LeafSpec): Issued {
-  const keyPath = keygen(dir, name);
+  const keyPath = keygen(dir, name, spec.rsaBits);
   const csr = join(dir, `${name}.csr`);
   const extPath = join(dir, `${name}.ext`);
   const certPath = join(dir, `${name}.crt`);
@@ -261,6 +271,15 @@ export function makeTestPki(): TestPki {
     notBefore: EXPIRED_FROM,
     days: 10,
   });
+  const criticalExtServer = issue(dir, "critical-ext-server", ca, {
+    subj: serverSubj,
+    ext: `${SERVER_EXT}\n1.3.6.1.4.1.99999.1=critical,ASN1:UTF8String:unknown`,
+  });
+  const weakKeyServer = issue(dir, "weak-key-server", ca, {
+    subj: serverSubj,
+    ext: SERVER_EXT,
+    rsaBits: 1024,
+  });
   const notYetValidServer = issue(dir, "future-server", ca, {
     subj: serverSubj,
     ext: SERVER_EXT,
@@ -302,6 +321,8 @@ export function makeTestPki(): TestPki {
     cnOnlyServer,
     expiredServer,
     notYetValidServer,
+    criticalExtServer,
+    weakKeyServer,
     client,
     client2,
     foreignClient,
