@@ -361,26 +361,23 @@ function errorCode(e: unknown): string | undefined {
  * `getPeerCertificate(true)` builds (measured under Node: ~1.3 ms a handshake).
  */
 function peerChainOf(s: tls.TLSSocket): Uint8Array[] {
-  const first = (s as { getPeerX509Certificate?: () => X509Certificate | undefined })
+  const x509 = (s as { getPeerX509Certificate?: () => X509Certificate | undefined })
     .getPeerX509Certificate;
-  if (typeof first !== "function") return legacyPeerChainOf(s);
-  const out: Uint8Array[] = [];
-  let c = first.call(s);
-  for (let i = 0; c && i < 16; i++) {
-    const raw = c.raw;
-    const der = new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength).slice();
-    // A self-signed root links to itself.
-    if (out.length > 0 && sameBytes(out[out.length - 1], der)) break;
-    out.push(der);
-    c = c.issuerCertificate;
-  }
-  return out;
+  return typeof x509 === "function"
+    ? walkChain(x509.call(s))
+    : walkChain(s.getPeerCertificate(true) as tls.DetailedPeerCertificate | undefined);
 }
 
-function legacyPeerChainOf(s: tls.TLSSocket): Uint8Array[] {
+/** A certificate (either runtime API's form) and the link to its issuer. */
+interface ChainLink {
+  readonly raw: Uint8Array;
+  readonly issuerCertificate?: ChainLink;
+}
+
+function walkChain(first: ChainLink | undefined): Uint8Array[] {
   const out: Uint8Array[] = [];
-  let c = s.getPeerCertificate(true) as tls.DetailedPeerCertificate | undefined;
   const seen = new Set<unknown>();
+  let c = first;
   for (let i = 0; c?.raw && !seen.has(c) && i < 16; i++) {
     seen.add(c);
     const raw = c.raw;
