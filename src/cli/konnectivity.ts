@@ -23,6 +23,11 @@ import {
 } from "../_runtime/process.ts";
 import type { Listener } from "../channel/types.ts";
 import { KonnectivityAgent } from "../konnectivity/agent.ts";
+import {
+  type AgentClaimPolicy,
+  type AgentClaims,
+  staticClaims,
+} from "../konnectivity/agent_claims.ts";
 import { type ConnectFrontend, serveConnectFrontend } from "../konnectivity/connect_frontend.ts";
 import { type AgentSelectionStrategy, KonnectivityServer } from "../konnectivity/server.ts";
 import { listenTcp } from "../tcp/tcp.ts";
@@ -77,6 +82,11 @@ const SERVER_FLAGS: Readonly<Record<string, FlagSpec>> = Object.freeze({
     kind: "list",
     help: "agent selection order: destHost, defaultRoute, default",
     placeholder: "LIST",
+  },
+  "agent-claims": {
+    kind: "string",
+    help: 'what agents may announce beyond their certificate: JSON {"node-1": {"hosts": [...], "cidrs": [...], "defaultRoute": true}}',
+    placeholder: "FILE",
   },
   "max-agents": {
     kind: "string",
@@ -184,6 +194,17 @@ async function runServer(argv: readonly string[]): Promise<void> {
   const connectUds = flags.strings.get("connect-uds");
   const connectAddr = connectBind ? parseHostPort("connect-bind", connectBind) : undefined;
   const tokenFile = flags.strings.get("token-file");
+  const claimsFile = flags.strings.get("agent-claims");
+  let claimPolicy: AgentClaimPolicy | undefined;
+  if (claimsFile) {
+    try {
+      claimPolicy = staticClaims(
+        JSON.parse(await readFileText(claimsFile)) as Record<string, AgentClaims>,
+      );
+    } catch (err) {
+      throw new UsageError(`--agent-claims ${claimsFile}: ${(err as Error).message}`);
+    }
+  }
 
   const [cert, key, ca] = await Promise.all([
     readFileText(certPath),
@@ -205,6 +226,7 @@ async function runServer(argv: readonly string[]): Promise<void> {
     port: bind.port,
     tls: { credentials: { cert, key, ca } },
     agentToken,
+    claimPolicy,
     strategies: strategies.length > 0 ? strategies : undefined,
     config: { maxAgents },
     logger: { info: (m) => writeStderr(`${m}\n`), warn: (m) => writeStderr(`warning: ${m}\n`) },

@@ -41,7 +41,8 @@ export function parseCidr(text: string, field = "cidr"): { bytes: number[]; bits
   return { bytes, bits };
 }
 
-function inCidr(ip: number[], c: Cidr): boolean {
+/** Whether the address `ip` (bytes) lies inside the block `c`. */
+export function inCidr(ip: readonly number[], c: Cidr): boolean {
   if (ip.length !== c.bytes.length) return false;
   let bits = c.bits;
   for (let i = 0; bits > 0; i++, bits -= 8) {

@@ -6,6 +6,7 @@
  */
 
 export * from "./agent.ts";
+export * from "./agent_claims.ts";
 export * from "./agent_routes.ts";
 export * from "./codec.ts";
 export * from "./config.ts";

@@ -18,6 +18,7 @@ import {
 import type { Channel, Dialer, PeerIdentity } from "../channel/types.ts";
 import type { TlsServerOptions } from "../tls/config.ts";
 import { listenTls, type TlsListener } from "../tls/listener.ts";
+import { type AgentClaimPolicy, certificateClaims, claimOutside } from "./agent_claims.ts";
 import {
   type AgentIdentifiers,
   AgentRouteTable,
@@ -147,6 +148,13 @@ export interface KonnectivityServerOptions {
   readonly authorizeCertificate?: AgentCertificateAuthorizer;
   /** Enables bearer-token agents: the token for an agent id (compared in constant time). */
   readonly agentToken?: AgentTokenLookup;
+  /**
+   * What each verified agent may announce (hosts, CIDR blocks, default route); an
+   * announcement outside it refuses the agent with HTTP 403, logged with the agent and
+   * the claim. Default {@link certificateClaims}: its node name and its certificate's
+   * SAN names and addresses, no CIDR, no default route. {@link staticClaims} adds a map.
+   */
+  readonly claimPolicy?: AgentClaimPolicy;
   /** Default `["destHost", "defaultRoute", "default"]`. */
   readonly strategies?: readonly AgentSelectionStrategy[];
   readonly config?: Partial<KonnectivityServerConfig>;
@@ -551,6 +559,16 @@ export class KonnectivityServer implements Dialer<string>, AsyncDisposable {
       }
       id = claimed;
       peer = Object.freeze({ scheme: "token", id, fingerprint: "" });
+    }
+    const policy = this.#opts.claimPolicy ?? certificateClaims;
+    const allowed = await withTimeout(
+      Promise.resolve(policy({ id, peer })),
+      c.authorizeTimeoutMs,
+      "claim policy",
+    );
+    const outside = claimOutside(identifiers, allowed);
+    if (outside !== undefined) {
+      throw new HttpRefusal(403, "Forbidden", `agent ${id} may not claim ${outside}`);
     }
     if (!this.#agents.has(id) && this.#agents.size >= c.maxAgents) {
       throw new HttpRefusal(503, "Service Unavailable", `${c.maxAgents} agents already registered`);

@@ -4,73 +4,16 @@
  * child is stopped by its PID.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { after, before, describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
 import { makeTestPki } from "../../src/testing/_fixtures/pki.ts";
+import { cli, curl, exited, waitLine } from "../_harness/konnectivity_cli.ts";
 import { peerSkip } from "../_harness/peers.ts";
-
-const MAIN = fileURLToPath(new URL("../../src/cli/main.ts", import.meta.url));
-const IS_DENO = typeof (globalThis as { Deno?: unknown }).Deno !== "undefined";
-const READY_TIMEOUT_MS = 30_000;
-
-function cli(args: string[]): ChildProcess {
-  const pre = IS_DENO ? ["run", "-A", MAIN] : ["--import", "tsx", MAIN];
-  return spawn(process.execPath, [...pre, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-}
-
-/** Resolve with the first stdout line matching `re` (its match), bounded in time. */
-function waitLine(child: ChildProcess, re: RegExp, what: string): Promise<RegExpMatchArray> {
-  return new Promise((resolve, reject) => {
-    let out = "";
-    let err = "";
-    const timer = setTimeout(
-      () => reject(new Error(`${what}: not ready within ${READY_TIMEOUT_MS} ms\n${out}\n${err}`)),
-      READY_TIMEOUT_MS,
-    );
-    const onOut = (b: Uint8Array): void => {
-      out += new TextDecoder().decode(b);
-      const m = out.match(re);
-      if (m) {
-        clearTimeout(timer);
-        child.stdout?.off("data", onOut);
-        resolve(m);
-      }
-    };
-    child.stdout?.on("data", onOut);
-    child.stderr?.on("data", (b: Uint8Array) => {
-      err += new TextDecoder().decode(b);
-    });
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`${what} exited with ${code}\n${out}\n${err}`));
-    });
-  });
-}
-
-function exited(child: ChildProcess): Promise<number | null> {
-  if (child.exitCode !== null) return Promise.resolve(child.exitCode);
-  return new Promise((r) => child.once("exit", (code) => r(code)));
-}
-
-function curl(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      "curl",
-      ["-sS", "--max-time", "20", ...args],
-      { timeout: 30_000 },
-      (e, stdout, stderr) => {
-        const code = e ? (e as { code?: unknown }).code : 0;
-        resolve({ code: typeof code === "number" ? code : -1, stdout, stderr });
-      },
-    );
-  });
-}
 
 const pki = makeTestPki();
 const dir = mkdtempSync(join(tmpdir(), "spokewire-kcli-"));

@@ -3,6 +3,7 @@ import { after, before, describe, it } from "node:test";
 import type { Channel, Listener } from "../../src/channel/types.ts";
 import type { AgentState, KonnectivityAgent } from "../../src/konnectivity/agent.ts";
 import { verifyKonnectivityAgentConfig } from "../../src/konnectivity/agent.ts";
+import { staticClaims } from "../../src/konnectivity/agent_claims.ts";
 import { compileAllowList, parseAgentIdentifiers } from "../../src/konnectivity/agent_routes.ts";
 import {
   NoAgentError,
@@ -277,7 +278,17 @@ describe("konnectivity server with token agents", () => {
     ["agent-b", "token-b-0123456789"],
   ]);
   before(async () => {
-    c = await Cluster.start({ agentToken: (id) => tokens.get(id) }, pki);
+    c = await Cluster.start(
+      {
+        agentToken: (id) => tokens.get(id),
+        // What each token agent may announce (a token carries no addresses of its own).
+        claimPolicy: staticClaims({
+          "agent-a": { hosts: ["127.0.0.1"] },
+          "agent-b": { cidrs: ["10.0.0.0/8"], defaultRoute: true },
+        }),
+      },
+      pki,
+    );
     const t = await c.target();
     port = t.port;
     echo(t.listener);

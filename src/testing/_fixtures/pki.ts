@@ -56,6 +56,10 @@ export interface TestPki {
   readonly client: Issued;
   /** Client: CN=system:node:node-2, O=system:other. */
   readonly client2: Issued;
+  /** Agent client: CN=system:node:node-1, O=system:nodes, SANs DNS:node-1.example, IP:127.0.0.2. */
+  readonly node1Agent: Issued;
+  /** Agent client: CN=system:node:node-2, O=system:nodes, SANs DNS:localhost, IP:127.0.0.1. */
+  readonly node2Agent: Issued;
   /** Client from `foreignCa`. */
   readonly foreignClient: Issued;
   /** Client from `ca`, valid 2020-01-01 to 2020-01-11 (expired). */
@@ -292,6 +296,15 @@ export function makeTestPki(): TestPki {
     subj: "/O=system:other/CN=system:node:node-2",
     ext: CLIENT_EXT,
   });
+  // Two node agents whose certificates name their addresses (what each may announce).
+  const node1Agent = issue(dir, "node1-agent", ca, {
+    subj: "/O=system:nodes/CN=system:node:node-1",
+    ext: `${CLIENT_EXT}\nsubjectAltName=DNS:node-1.example,IP:127.0.0.2`,
+  });
+  const node2Agent = issue(dir, "node2-agent", ca, {
+    subj: "/O=system:nodes/CN=system:node:node-2",
+    ext: `${CLIENT_EXT}\nsubjectAltName=DNS:localhost,IP:127.0.0.1`,
+  });
   const foreignClient = issue(dir, "foreign-client", foreignCa, {
     subj: clientSubj,
     ext: CLIENT_EXT,
@@ -325,6 +338,8 @@ export function makeTestPki(): TestPki {
     weakKeyServer,
     client,
     client2,
+    node1Agent,
+    node2Agent,
     foreignClient,
     expiredClient,
     notYetValidClient,
