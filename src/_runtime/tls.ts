@@ -521,6 +521,11 @@ export function tlsHandshake(
     };
     socket.on("error", onError);
     socket.on("close", onClose);
+    // A peer that hangs up before the handshake is done (a client that sent its last
+    // flight and closed at once): under Node the socket ends without ever being
+    // secure, and a half-open socket would not close, so the handshake would wait out
+    // its timeout holding the socket.
+    socket.on("end", onClose);
     opts.onPending?.(() => fail(new Error("TLS handshake cancelled")));
     socket.once(opts.role === "client" ? "secureConnect" : "secure", () => {
       // Server: whatever the TLS layer writes from here on (TLS 1.3 session
@@ -531,6 +536,7 @@ export function tlsHandshake(
       settled = true;
       socket.off("error", onError);
       socket.off("close", onClose);
+      socket.off("end", onClose);
       resolve(makeSession(socket, transport, opts.role, lower(stream), gate, hold));
     });
   });

@@ -7,6 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { connect as tlsConnect } from "node:tls";
 import {
   type Channel,
   certificateToPem,
@@ -145,5 +146,54 @@ describe("TLS: one verifier, the same verdicts in Node and Deno", () => {
     assert.equal(accepted[0].peer.id, "system:node:node-1");
     assert.deepEqual(accepted[0].peer.groups, ["system:nodes"]);
     ch.abort();
+  });
+});
+
+describe("TLS: a client that hangs up mid-handshake frees its listener slot at once", () => {
+  it("20 clients closing right after their last flight are each decided long before the handshake timeout", async () => {
+    const refused: SpokewireError[] = [];
+    const accepted: Channel[] = [];
+    const l = await listenTls(
+      { host: "127.0.0.1", port: 0 },
+      {
+        credentials: { ca, ...server },
+        handshakeTimeoutMs: 60_000,
+        onRefused: (e) => refused.push(e),
+      },
+    );
+    listeners.push(l);
+    void (async () => {
+      for await (const ch of l) {
+        accepted.push(ch);
+        ch.abort();
+      }
+    })();
+    const port = Number(l.addr.slice(l.addr.lastIndexOf(":") + 1));
+    for (let i = 0; i < 20; i++) {
+      await new Promise<void>((resolve, reject) => {
+        const s = tlsConnect(
+          {
+            host: "127.0.0.1",
+            port,
+            servername: "localhost",
+            ca,
+            cert: client.cert,
+            key: client.key,
+          },
+          () => {
+            s.destroy();
+            resolve();
+          },
+        );
+        s.on("error", reject);
+      });
+    }
+    // Under Node the server never sees the client's last flight (refused at once: the
+    // socket ended mid-handshake); under Deno it does (yielded, then ended). Before, Node
+    // held each socket until the handshake timeout.
+    await until(
+      () => refused.length + accepted.length === 20,
+      "every connection decided within 5 s",
+    );
   });
 });
