@@ -16,4 +16,5 @@ export * from "./node_csr_signer.ts";
 export * from "./oids.ts";
 export * from "./pem.ts";
 export * from "./rotation.ts";
+export * from "./service_token.ts";
 export * from "./verify_chain.ts";
