@@ -5,6 +5,7 @@
  * ```sh
  * node --import tsx src/cli/main.ts server --cert s.crt --key s.key --ca ca.crt --connect-uds /run/k.sock
  * deno run -A src/cli/main.ts agent --server 10.0.0.1:8091 --ca ca.crt --cert a.crt --key a.key --allow '*'
+ * node --import tsx src/cli/main.ts token --signing-key token.key --node node-1 > node-1.token
  * ```
  *
  * Exit codes: 0 after a clean shutdown (SIGINT/SIGTERM), 1 on a runtime
@@ -29,7 +30,13 @@ import {
   staticClaims,
 } from "../konnectivity/agent_claims.ts";
 import { type ConnectFrontend, serveConnectFrontend } from "../konnectivity/connect_frontend.ts";
-import { type AgentSelectionStrategy, KonnectivityServer } from "../konnectivity/server.ts";
+import {
+  type AgentSelectionStrategy,
+  type AgentTokenVerifier,
+  KonnectivityServer,
+  serviceTokenAgents,
+} from "../konnectivity/server.ts";
+import { createServiceTokenVerifier, issueServiceToken } from "../pki/service_token.ts";
 import { listenTcp } from "../tcp/tcp.ts";
 import { listenTls } from "../tls/listener.ts";
 import {
@@ -41,6 +48,11 @@ import {
   parseHostPort,
   UsageError,
 } from "./args.ts";
+
+/** Issuer of tokens when none is named (`token --issuer`, `server --token-issuer`). */
+const DEFAULT_TOKEN_ISSUER = "spokewire";
+/** Audience of tokens when none is named, as Kubernetes projects konnectivity-agent tokens. */
+const DEFAULT_TOKEN_AUDIENCE = "system:konnectivity-server";
 
 const SERVER_FLAGS: Readonly<Record<string, FlagSpec>> = Object.freeze({
   "agent-bind": {
@@ -56,6 +68,23 @@ const SERVER_FLAGS: Readonly<Record<string, FlagSpec>> = Object.freeze({
     kind: "string",
     help: "agent tokens, one '<agent-id> <token>' per line (re-read per connect); enables token agents",
     placeholder: "FILE",
+  },
+  "token-key": {
+    kind: "list",
+    help: "keys that verify agent service tokens (PEM public keys, certificates or private keys; several for rotation; re-read per connect); enables token agents",
+    placeholder: "FILE",
+  },
+  "token-issuer": {
+    kind: "list",
+    help: "accepted token issuer(s)",
+    placeholder: "ISS",
+    default: DEFAULT_TOKEN_ISSUER,
+  },
+  "token-audience": {
+    kind: "string",
+    help: "audience a token must carry",
+    placeholder: "AUD",
+    default: DEFAULT_TOKEN_AUDIENCE,
   },
   "connect-bind": {
     kind: "string",
@@ -130,11 +159,33 @@ const AGENT_FLAGS: Readonly<Record<string, FlagSpec>> = Object.freeze({
   "default-route": { kind: "boolean", help: "take dials no other agent serves" },
 });
 
-const USAGE = `usage: spokewire-konnectivity <server|agent> [flags]
+const TOKEN_FLAGS: Readonly<Record<string, FlagSpec>> = Object.freeze({
+  "signing-key": {
+    kind: "string",
+    help: "private key that signs (PKCS#8 PEM, ECDSA P-256 or Ed25519) (required)",
+    placeholder: "FILE",
+  },
+  node: {
+    kind: "string",
+    help: "node (agent id) the token is for (required)",
+    placeholder: "NAME",
+  },
+  issuer: { kind: "string", help: "iss", placeholder: "ISS", default: DEFAULT_TOKEN_ISSUER },
+  audience: { kind: "list", help: "aud", placeholder: "AUD", default: DEFAULT_TOKEN_AUDIENCE },
+  ttl: {
+    kind: "string",
+    help: "lifetime: seconds, or with a unit s, m, h",
+    placeholder: "DURATION",
+    default: "1h",
+  },
+});
+
+const USAGE = `usage: spokewire-konnectivity <server|agent|token> [flags]
 
 Konnectivity over WebSocket. Subcommands:
   server   accept agents over wss:// and serve HTTP CONNECT through them
   agent    connect out to a server and dial TCP targets for it
+  token    print a signed service token for an agent (to stdout)
 
 Run 'spokewire-konnectivity <subcommand> --help' for its flags.
 Exit codes: 0 clean shutdown, 1 runtime failure, 2 usage error.
@@ -194,6 +245,10 @@ async function runServer(argv: readonly string[]): Promise<void> {
   const connectUds = flags.strings.get("connect-uds");
   const connectAddr = connectBind ? parseHostPort("connect-bind", connectBind) : undefined;
   const tokenFile = flags.strings.get("token-file");
+  const tokenKeys = flags.lists.get("token-key") ?? [];
+  if (tokenFile && tokenKeys.length > 0) {
+    throw new UsageError("--token-file and --token-key: give one of them, not both");
+  }
   const claimsFile = flags.strings.get("agent-claims");
   let claimPolicy: AgentClaimPolicy | undefined;
   if (claimsFile) {
@@ -221,11 +276,20 @@ async function runServer(argv: readonly string[]): Promise<void> {
         return undefined;
       }
     : undefined;
+  const verifyAgentToken =
+    tokenKeys.length > 0
+      ? await tokenKeyVerifier(
+          tokenKeys,
+          flags.lists.get("token-issuer") ?? [DEFAULT_TOKEN_ISSUER],
+          need(flags, "token-audience"),
+        )
+      : undefined;
   const server = await KonnectivityServer.listen({
     host: bind.host,
     port: bind.port,
     tls: { credentials: { cert, key, ca } },
     agentToken,
+    verifyAgentToken,
     claimPolicy,
     strategies: strategies.length > 0 ? strategies : undefined,
     config: { maxAgents },
@@ -260,6 +324,63 @@ async function runServer(argv: readonly string[]): Promise<void> {
     await Promise.all(frontends.map((f) => f.close()));
     await server.close();
   });
+}
+
+/**
+ * Verifies agent tokens with the keys in `paths`, re-read at each connect (a
+ * new verifier only when their text changed), so keys rotate without a restart.
+ * The files must hold usable keys at start-up.
+ */
+async function tokenKeyVerifier(
+  paths: readonly string[],
+  issuer: readonly string[],
+  audience: string,
+): Promise<AgentTokenVerifier> {
+  let current: { text: string; verify: AgentTokenVerifier } | undefined;
+  const load = async (): Promise<AgentTokenVerifier> => {
+    const texts = await Promise.all(paths.map((p) => readFileText(p)));
+    const text = texts.join("\n");
+    if (current?.text !== text) {
+      const v = await createServiceTokenVerifier({ keys: texts, issuer, audience });
+      current = { text, verify: serviceTokenAgents(v) };
+    }
+    return current.verify;
+  };
+  try {
+    await load();
+  } catch (err) {
+    throw new UsageError(`--token-key: ${(err as Error).message}`);
+  }
+  return async (token, agentId) => (await load())(token, agentId);
+}
+
+/** `90`, `90s`, `15m`, `1h` as milliseconds. */
+function parseDuration(flag: string, text: string): number {
+  const m = /^(\d{1,9})([smh]?)$/.exec(text);
+  if (!m) throw new UsageError(`--${flag}: expected seconds or a number with s, m or h: ${text}`);
+  return Number(m[1]) * (m[2] === "h" ? 3_600_000 : m[2] === "m" ? 60_000 : 1000);
+}
+
+async function runToken(argv: readonly string[]): Promise<void> {
+  const flags = parseFlags(argv, TOKEN_FLAGS);
+  if (flags.help) {
+    writeStdout(`usage: spokewire-konnectivity token [flags]\n\n${flagHelp(TOKEN_FLAGS)}\n`);
+    return;
+  }
+  const keyText = await readFileText(need(flags, "signing-key"));
+  let token: string;
+  try {
+    token = await issueServiceToken(keyText, {
+      issuer: need(flags, "issuer"),
+      audience: flags.lists.get("audience") ?? [DEFAULT_TOKEN_AUDIENCE],
+      node: need(flags, "node"),
+      lifetimeMs: parseDuration("ttl", need(flags, "ttl")),
+    });
+  } catch (err) {
+    if (err instanceof RangeError) throw new UsageError(err.message);
+    throw err;
+  }
+  writeStdout(`${token}\n`);
 }
 
 async function runAgent(argv: readonly string[]): Promise<void> {
@@ -321,6 +442,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   try {
     if (cmd === "server") await runServer(rest);
     else if (cmd === "agent") await runAgent(rest);
+    else if (cmd === "token") await runToken(rest);
     else if (cmd === "--help" || cmd === "-h" || cmd === "help") writeStdout(USAGE);
     else
       throw new UsageError(cmd === undefined ? "missing subcommand" : `unknown subcommand ${cmd}`);

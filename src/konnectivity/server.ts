@@ -9,6 +9,7 @@
 import { positiveInt } from "../channel/config.ts";
 import {
   AbortedError,
+  AuthError,
   ChannelResetError,
   DialError,
   MalformedInputError,
@@ -16,6 +17,7 @@ import {
   TimeoutError,
 } from "../channel/errors.ts";
 import type { Channel, Dialer, PeerIdentity } from "../channel/types.ts";
+import type { ServiceTokenVerifier } from "../pki/service_token.ts";
 import type { TlsServerOptions } from "../tls/config.ts";
 import { listenTls, type TlsListener } from "../tls/listener.ts";
 import { type AgentClaimPolicy, certificateClaims, claimOutside } from "./agent_claims.ts";
@@ -104,6 +106,55 @@ export type AgentTokenLookup = (
   agentId: string,
 ) => string | undefined | Promise<string | undefined>;
 
+/** The agent a verified bearer token authenticates. */
+export interface AgentTokenIdentity {
+  /** The agent id (a node name). */
+  readonly agentId: string;
+  /** Groups the token carries, if any (`PeerIdentity.groups`). */
+  readonly groups?: readonly string[];
+  /** What the verifier found (claims, key id ...), kept in `PeerIdentity.details`. */
+  readonly details?: Readonly<Record<string, unknown>>;
+}
+
+/**
+ * Verifies an agent's bearer token: the agent it authenticates, or a thrown
+ * {@link TokenRefusedError} (HTTP 401, logged with its reason). `agentId` is
+ * the id the agent announced (its `X-Konnectivity-Agent-ID` header), if any; a
+ * verifier refuses a token issued to another agent (`wrong-node`). Any other
+ * error drops the connection unanswered. A hook for tokens from elsewhere,
+ * e.g. a Kubernetes TokenReview call; {@link serviceTokenAgents} verifies
+ * spokewire's own tokens.
+ */
+export type AgentTokenVerifier = (
+  token: string,
+  agentId: string | undefined,
+) => AgentTokenIdentity | Promise<AgentTokenIdentity>;
+
+/**
+ * An {@link AgentTokenVerifier} for spokewire's service tokens
+ * ({@link issueServiceToken}): the token's node is the agent id, and an agent
+ * announcing another id is refused (`wrong-node`).
+ *
+ * @example
+ * ```ts
+ * import { createServiceTokenVerifier, generateKeyPair, issueServiceToken, serviceTokenAgents } from "../../mod.ts";
+ * const keys = await generateKeyPair("ed25519");
+ * const verify = serviceTokenAgents(await createServiceTokenVerifier({
+ *   keys: [keys.publicKey], issuer: "cluster", audience: "konnectivity",
+ * }));
+ * const token = await issueServiceToken(keys.privateKey, {
+ *   issuer: "cluster", audience: "konnectivity", node: "node-1",
+ * });
+ * if ((await verify(token, "node-1")).agentId !== "node-1") throw new Error("agent");
+ * ```
+ */
+export function serviceTokenAgents(verifier: ServiceTokenVerifier): AgentTokenVerifier {
+  return async (token, agentId) => {
+    const claims = await verifier.verify(token, agentId);
+    return { agentId: claims.node, details: { claims } };
+  };
+}
+
 /**
  * The default certificate authorizer, kubelet-style: a leaf with CN
  * `system:node:<name>` and O `system:nodes` is agent `<name>`; anything else is refused.
@@ -146,8 +197,17 @@ export interface KonnectivityServerOptions {
   readonly tls: TlsServerOptions;
   /** Agent id for a verified client certificate. Default {@link nodeCertificateAuthorizer}. */
   readonly authorizeCertificate?: AgentCertificateAuthorizer;
-  /** Enables bearer-token agents: the token for an agent id (compared in constant time). */
+  /**
+   * Enables bearer-token agents with static tokens: the token for an agent id
+   * (compared in constant time). Not together with `verifyAgentToken`.
+   */
   readonly agentToken?: AgentTokenLookup;
+  /**
+   * Enables bearer-token agents with verified tokens, e.g.
+   * `serviceTokenAgents(await createServiceTokenVerifier(...))`, or a TokenReview
+   * call of your own. Default: none (token agents refused unless `agentToken`).
+   */
+  readonly verifyAgentToken?: AgentTokenVerifier;
   /**
    * What each verified agent may announce (hosts, CIDR blocks, default route); an
    * announcement outside it refuses the agent with HTTP 403, logged with the agent and
@@ -306,6 +366,9 @@ export class KonnectivityServer implements Dialer<string>, AsyncDisposable {
   /** Bind the agent listener and start accepting agents. Throws `LISTEN_FAILED`, `RangeError`. */
   static async listen(options: KonnectivityServerOptions): Promise<KonnectivityServer> {
     const config = verifyKonnectivityServerConfig(options.config);
+    if (options.agentToken !== undefined && options.verifyAgentToken !== undefined) {
+      throw new RangeError("agentToken and verifyAgentToken: give one of them, not both");
+    }
     for (const s of options.strategies ?? []) {
       if (!DEFAULT_STRATEGIES.includes(s)) throw new RangeError(`strategies: unknown ${s}`);
     }
@@ -313,7 +376,9 @@ export class KonnectivityServer implements Dialer<string>, AsyncDisposable {
       { host: options.host ?? "127.0.0.1", port: options.port ?? 0 },
       {
         ...options.tls,
-        requireClientCert: options.tls.requireClientCert ?? options.agentToken === undefined,
+        requireClientCert:
+          options.tls.requireClientCert ??
+          (options.agentToken === undefined && options.verifyAgentToken === undefined),
         backlog: config.maxPendingHandshakes,
         onRefused: (err) =>
           (options.logger ?? defaultLogger).info(`agent TLS handshake refused: ${err.message}`),
@@ -544,21 +609,58 @@ export class KonnectivityServer implements Dialer<string>, AsyncDisposable {
       peer = ch.peer;
     } else {
       const lookup = this.#opts.agentToken;
+      const verifyToken = this.#opts.verifyAgentToken;
       const auth = headers.get("authorization") ?? "";
-      const m = /^Bearer ([\x21-\x7e]{1,4096})$/.exec(auth);
-      if (!lookup || !m || claimed === undefined || !/^[A-Za-z0-9._:-]{1,253}$/.test(claimed)) {
-        throw new HttpRefusal(
-          401,
-          "Unauthorized",
-          "a client certificate or agent id and bearer token is required",
-        );
+      const m = /^Bearer ([\x21-\x7e]{1,8192})$/.exec(auth);
+      const idOk = claimed !== undefined && /^[A-Za-z0-9._:-]{1,253}$/.test(claimed);
+      if (verifyToken && m && (claimed === undefined || idOk)) {
+        let who: AgentTokenIdentity;
+        try {
+          who = await withTimeout(
+            verifyToken(m[1], claimed),
+            c.authorizeTimeoutMs,
+            "token verifier",
+          );
+        } catch (err) {
+          if (err instanceof AuthError) {
+            const agent = claimed === undefined ? "" : ` for agent ${claimed}`;
+            throw new HttpRefusal(401, "Unauthorized", `${err.message}${agent}`);
+          }
+          throw err;
+        }
+        if (typeof who?.agentId !== "string" || !/^[A-Za-z0-9._:-]{1,253}$/.test(who.agentId)) {
+          throw new HttpRefusal(401, "Unauthorized", "the token verifier named no agent");
+        }
+        if (claimed !== undefined && claimed !== who.agentId) {
+          throw new HttpRefusal(
+            401,
+            "Unauthorized",
+            `token refused (wrong-node): issued to ${who.agentId}, presented as ${claimed}`,
+          );
+        }
+        id = who.agentId;
+        peer = Object.freeze({
+          scheme: "token",
+          id,
+          fingerprint: "",
+          ...(who.groups ? { groups: Object.freeze([...who.groups]) } : {}),
+          ...(who.details ? { details: who.details } : {}),
+        });
+      } else {
+        if (!lookup || !m || !idOk || claimed === undefined) {
+          throw new HttpRefusal(
+            401,
+            "Unauthorized",
+            "a client certificate or agent id and bearer token is required",
+          );
+        }
+        const expected = await withTimeout(lookup(claimed), c.authorizeTimeoutMs, "token lookup");
+        if (expected === undefined || !(await constantTimeEqual(m[1], expected))) {
+          throw new HttpRefusal(401, "Unauthorized", `bad token for agent ${claimed}`);
+        }
+        id = claimed;
+        peer = Object.freeze({ scheme: "token", id, fingerprint: "" });
       }
-      const expected = await withTimeout(lookup(claimed), c.authorizeTimeoutMs, "token lookup");
-      if (expected === undefined || !(await constantTimeEqual(m[1], expected))) {
-        throw new HttpRefusal(401, "Unauthorized", `bad token for agent ${claimed}`);
-      }
-      id = claimed;
-      peer = Object.freeze({ scheme: "token", id, fingerprint: "" });
     }
     const policy = this.#opts.claimPolicy ?? certificateClaims;
     const allowed = await withTimeout(

@@ -73,3 +73,65 @@ export function curl(args: string[]): Promise<{ code: number; stdout: string; st
     );
   });
 }
+
+/** The PEM files the CLI tests hand the server, agents and curl (a `TestPki`'s paths). */
+export interface CliPki {
+  readonly ca: { readonly certPath: string };
+  readonly server: { readonly certPath: string; readonly keyPath: string };
+  readonly client: { readonly certPath: string; readonly keyPath: string };
+}
+
+/** Kill by PID unless it is gone; resolves when it has exited. */
+export function killChild(c: ChildProcess): Promise<number | null> {
+  if (c.exitCode === null && c.signalCode === null && c.pid !== undefined) {
+    process.kill(c.pid, "SIGKILL");
+  }
+  return exited(c);
+}
+
+/**
+ * The CLI server on loopback (agent listener on `agentBind`, default any free port) with
+ * an mTLS CONNECT frontend and `extra` flags; its ports once both are ready. The caller
+ * stops it by its PID (it is also pushed onto `children`).
+ */
+export async function startCliServer(
+  pki: CliPki,
+  children: ChildProcess[],
+  extra: string[] = [],
+  agentBind = "127.0.0.1:0",
+): Promise<{ server: ChildProcess; agentPort: number; frontendPort: number }> {
+  const server = cli([
+    "server",
+    "--agent-bind",
+    agentBind,
+    "--cert",
+    pki.server.certPath,
+    "--key",
+    pki.server.keyPath,
+    "--ca",
+    pki.ca.certPath,
+    "--connect-bind",
+    "127.0.0.1:0",
+    ...extra,
+  ]);
+  children.push(server);
+  const frontend = waitLine(server, /connect frontend on 127\.0\.0\.1:(\d+)/, "server");
+  const agentPort = Number((await waitLine(server, /agent listener on [^:]+:(\d+)/, "server"))[1]);
+  return { server, agentPort, frontendPort: Number((await frontend)[1]) };
+}
+
+/** curl `url` through the CLI server's mTLS CONNECT frontend, as the pki's client. */
+export function curlViaFrontend(pki: CliPki, frontendPort: number, url: string) {
+  return curl([
+    "-p",
+    "--proxy",
+    `https://localhost:${frontendPort}`,
+    "--proxy-cacert",
+    pki.ca.certPath,
+    "--proxy-cert",
+    pki.client.certPath,
+    "--proxy-key",
+    pki.client.keyPath,
+    url,
+  ]);
+}

@@ -16,7 +16,14 @@ import { join } from "node:path";
 import process from "node:process";
 import { after, before, describe, it } from "node:test";
 import { makeTestPki } from "../../src/testing/_fixtures/pki.ts";
-import { cli, curl, exited, waitLine } from "../_harness/konnectivity_cli.ts";
+import {
+  cli,
+  curlViaFrontend,
+  exited,
+  killChild,
+  startCliServer,
+  waitLine,
+} from "../_harness/konnectivity_cli.ts";
 import { peerSkip } from "../_harness/peers.ts";
 
 const pki = makeTestPki();
@@ -25,13 +32,7 @@ const children: ChildProcess[] = [];
 let http: Server;
 let httpPort: number;
 
-/** Kill by PID unless it is gone; resolves when it has exited. */
-function stop(c: ChildProcess): Promise<number | null> {
-  if (c.exitCode === null && c.signalCode === null && c.pid !== undefined) {
-    process.kill(c.pid, "SIGKILL");
-  }
-  return exited(c);
-}
+const stop = killChild;
 
 before(async () => {
   http = createServer((req, res) => res.end(`target says ${req.url}`));
@@ -60,12 +61,8 @@ function serverArgs(extra: string[]): string[] {
 }
 
 /** The CLI server with an mTLS CONNECT frontend; its ports. */
-async function startServer(extra: string[] = []) {
-  const server = cli(serverArgs(["--connect-bind", "127.0.0.1:0", ...extra]));
-  children.push(server);
-  const frontend = waitLine(server, /connect frontend on 127\.0\.0\.1:(\d+)/, "server");
-  const agentPort = Number((await waitLine(server, /agent listener on [^:]+:(\d+)/, "server"))[1]);
-  return { server, agentPort, frontendPort: Number((await frontend)[1]) };
+function startServer(extra: string[] = []) {
+  return startCliServer(pki, children, extra);
 }
 
 function agent(agentPort: number, who: "node1Agent" | "node2Agent", flags: string[]) {
@@ -88,18 +85,7 @@ function agent(agentPort: number, who: "node1Agent" | "node2Agent", flags: strin
 }
 
 function viaFrontend(frontendPort: number, url: string) {
-  return curl([
-    "-p",
-    "--proxy",
-    `https://localhost:${frontendPort}`,
-    "--proxy-cacert",
-    pki.ca.certPath,
-    "--proxy-cert",
-    pki.client.certPath,
-    "--proxy-key",
-    pki.client.keyPath,
-    url,
-  ]);
+  return curlViaFrontend(pki, frontendPort, url);
 }
 
 describe("Konnectivity: an agent may claim only what its credential allows", {

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import process from "node:process";
 import { after, before, describe, it } from "node:test";
 import { makeTestPki } from "../../src/testing/_fixtures/pki.ts";
-import { cli, curl, exited, waitLine } from "../_harness/konnectivity_cli.ts";
+import { cli, curlViaFrontend, exited, waitLine } from "../_harness/konnectivity_cli.ts";
 import { peerSkip } from "../_harness/peers.ts";
 
 const pki = makeTestPki();
@@ -88,18 +88,7 @@ describe("spokewire-konnectivity CLI", () => {
     ]);
     children.push(agent);
     await waitLine(agent, /agent connected/, "agent");
-    const r = await curl([
-      "-p",
-      "--proxy",
-      `https://localhost:${frontendPort}`,
-      "--proxy-cacert",
-      pki.ca.certPath,
-      "--proxy-cert",
-      pki.client.certPath,
-      "--proxy-key",
-      pki.client.keyPath,
-      `http://127.0.0.1:${httpPort}/cli`,
-    ]);
+    const r = await curlViaFrontend(pki, frontendPort, `http://127.0.0.1:${httpPort}/cli`);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, "target says /cli");
     process.kill(agent.pid as number, "SIGTERM");

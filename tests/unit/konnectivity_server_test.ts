@@ -1,5 +1,13 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import {
+  AuthError,
+  createServiceTokenVerifier,
+  generateKeyPair,
+  issueServiceToken,
+  type ServiceTokenRequest,
+  TokenRefusedError,
+} from "../../mod.ts";
 import type { Channel, Listener } from "../../src/channel/types.ts";
 import type { AgentState, KonnectivityAgent } from "../../src/konnectivity/agent.ts";
 import { verifyKonnectivityAgentConfig } from "../../src/konnectivity/agent.ts";
@@ -8,6 +16,7 @@ import { compileAllowList, parseAgentIdentifiers } from "../../src/konnectivity/
 import {
   NoAgentError,
   nodeCertificateAuthorizer,
+  serviceTokenAgents,
   verifyKonnectivityServerConfig,
 } from "../../src/konnectivity/server.ts";
 import type { TcpTarget } from "../../src/tcp/mod.ts";
@@ -363,5 +372,125 @@ describe("konnectivity server with token agents", () => {
     } finally {
       await c2.close().catch(() => {});
     }
+  });
+});
+
+describe("konnectivity server with verified agent tokens", () => {
+  const ISS = "https://cluster.example";
+  const AUD = "system:konnectivity-server";
+  let keys: CryptoKeyPair;
+  before(async () => {
+    keys = await generateKeyPair("ed25519");
+  });
+  const token = (node: string, over: Partial<ServiceTokenRequest> = {}) =>
+    issueServiceToken(keys.privateKey, { issuer: ISS, audience: AUD, node, ...over });
+
+  it("serviceTokenAgents: the token's node is the agent; refusals carry their reason", async () => {
+    const warnings: string[] = [];
+    const c = await Cluster.start(
+      {
+        verifyAgentToken: serviceTokenAgents(
+          await createServiceTokenVerifier({ keys: [keys.publicKey], issuer: ISS, audience: AUD }),
+        ),
+        logger: { info: () => {}, warn: (m) => warnings.push(m) },
+      },
+      pki,
+    );
+    try {
+      const t = await c.target();
+      echo(t.listener);
+      const mk = (id: string, tok: string) =>
+        c.agent({
+          credentials: { ca: pki.ca.cert },
+          agentId: id,
+          token: () => tok,
+          allow: ["127.0.0.1:*"],
+        });
+      for (const [reason, id, tok] of [
+        ["wrong-node", "node-2", await token("node-1")],
+        ["wrong-audience", "node-1", await token("node-1", { audience: "kubelet" })],
+        ["expired", "node-1", await token("node-1", { now: () => Date.now() - 7_200_000 })],
+      ] as const) {
+        const agent = mk(id, tok);
+        const err = await nextBackoff(agent);
+        assert.ok(err instanceof AuthError, String(err));
+        assert.match(err.message, new RegExp(`HTTP 401\\): token refused \\(${reason}\\)`));
+        assert.ok(
+          warnings.some((w) => w.includes(`token refused (${reason})`)),
+          warnings.join("\n"),
+        );
+        await agent.close();
+      }
+      assert.equal(c.server.agents().length, 0);
+      const good = mk("node-1", await token("node-1"));
+      await good.waitConnected();
+      await c.server.waitForAgent("node-1");
+      const info = c.server.agents()[0];
+      assert.equal(info.id, "node-1");
+      assert.equal(info.peer.scheme, "token");
+      assert.equal((info.peer.details?.claims as { node?: string } | undefined)?.node, "node-1");
+      const ch = await c.server.dial(`127.0.0.1:${t.port}`);
+      assert.equal(ch.peer.id, "node-1");
+      assert.equal(await roundTrip(ch, "via token"), "via token");
+      await ch.close();
+      await good.close();
+    } finally {
+      await c.close().catch(() => {});
+    }
+  });
+
+  it("a verifier hook of our own (TokenReview-style): groups, refusal, failure", async () => {
+    let mode: "ok" | "refuse" | "fail" = "refuse";
+    const seen: (string | undefined)[] = [];
+    const c = await Cluster.start(
+      {
+        verifyAgentToken: (tok, agentId) => {
+          seen.push(agentId);
+          if (mode === "fail") throw new Error("TokenReview unreachable");
+          if (mode === "refuse" || tok !== "opaque-review-token") {
+            throw new TokenRefusedError("refused", "TokenReview: authenticated=false");
+          }
+          return { agentId: "node-7", groups: ["system:nodes"] };
+        },
+      },
+      pki,
+    );
+    try {
+      const mk = () =>
+        c.agent({
+          credentials: { ca: pki.ca.cert },
+          agentId: "node-7",
+          token: () => "opaque-review-token",
+          allow: ["127.0.0.1:*"],
+        });
+      const a = mk();
+      const err = await nextBackoff(a);
+      assert.ok(err instanceof AuthError);
+      assert.match(err.message, /token refused \(refused\): TokenReview: authenticated=false/);
+      await a.close();
+      // A verifier that fails (not a refusal) drops the connection without an answer.
+      mode = "fail";
+      const b = mk();
+      const err2 = await nextBackoff(b);
+      assert.ok(!(err2 instanceof AuthError), String(err2));
+      assert.equal(c.server.agents().length, 0);
+      await b.close();
+      mode = "ok";
+      const d = mk();
+      await d.waitConnected();
+      await c.server.waitForAgent("node-7");
+      assert.deepEqual(c.server.agents()[0].peer.groups, ["system:nodes"]);
+      assert.ok(seen.every((s) => s === "node-7"));
+      await d.close();
+    } finally {
+      await c.close().catch(() => {});
+    }
+  });
+
+  it("agentToken and verifyAgentToken together are a RangeError", async () => {
+    await assert.rejects(
+      Cluster.start({ agentToken: () => "x", verifyAgentToken: () => ({ agentId: "a" }) }, pki),
+      RangeError,
+    );
   });
 });
