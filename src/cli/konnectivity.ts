@@ -29,6 +29,7 @@ import {
   type AgentClaims,
   staticClaims,
 } from "../konnectivity/agent_claims.ts";
+import type { AgentAllowList } from "../konnectivity/agent_routes.ts";
 import { type ConnectFrontend, serveConnectFrontend } from "../konnectivity/connect_frontend.ts";
 import {
   type AgentSelectionStrategy,
@@ -107,6 +108,11 @@ const SERVER_FLAGS: Readonly<Record<string, FlagSpec>> = Object.freeze({
     help: "CA that frontend clients chain to (default --ca)",
     placeholder: "FILE",
   },
+  "connect-uds-caller": {
+    kind: "string",
+    help: "caller named to agents for dials through --connect-uds (default anonymous; --connect-bind names the client certificate)",
+    placeholder: "NAME",
+  },
   strategies: {
     kind: "list",
     help: "agent selection order: destHost, defaultRoute, default",
@@ -151,8 +157,13 @@ const AGENT_FLAGS: Readonly<Record<string, FlagSpec>> = Object.freeze({
   },
   allow: {
     kind: "list",
-    help: "destinations the agent dials: host[:port], *, *.suffix, CIDR (required; '*' = all)",
+    help: "destinations the agent dials for any caller: host[:port], *, *.suffix, CIDR ('*' = all; this or --allow-for is required)",
     placeholder: "PATTERN",
+  },
+  "allow-for": {
+    kind: "list",
+    help: "destinations for one caller (the identity the server dials for, e.g. a CONNECT client's certificate name): CALLER=PATTERN; that caller gets these instead of --allow",
+    placeholder: "CALLER=PATTERN",
   },
   host: { kind: "list", help: "host announced for destHost routing", placeholder: "HOST" },
   cidr: { kind: "list", help: "CIDR announced for destHost routing", placeholder: "CIDR" },
@@ -312,7 +323,10 @@ async function runServer(argv: readonly string[]): Promise<void> {
     }
     if (connectUds) {
       const l = await listenTcp({ path: connectUds });
-      frontends.push(serveConnectFrontend(l, server));
+      const udsCaller = flags.strings.get("connect-uds-caller");
+      frontends.push(
+        serveConnectFrontend(l, server, udsCaller ? { callerOf: () => udsCaller } : {}),
+      );
       writeStdout(`connect frontend on unix:${connectUds}\n`);
     }
   } catch (err) {
@@ -401,8 +415,25 @@ async function runAgent(argv: readonly string[]): Promise<void> {
   const agentId = flags.strings.get("agent-id");
   if (tokenFile && !agentId) throw new UsageError("--token-file needs --agent-id");
   if (!tokenFile && !certPath) throw new UsageError("give --cert/--key or --token-file");
-  const allow = flags.lists.get("allow");
-  if (!allow || allow.length === 0) throw new UsageError("--allow is required ('*' allows all)");
+  const allowAll = flags.lists.get("allow") ?? [];
+  const allowFor = flags.lists.get("allow-for") ?? [];
+  if (allowAll.length === 0 && allowFor.length === 0) {
+    throw new UsageError("--allow or --allow-for is required ('--allow *' allows all)");
+  }
+  let allow: AgentAllowList = allowAll;
+  if (allowFor.length > 0) {
+    const byCaller: Record<string, string[]> = allowAll.length > 0 ? { "*": [...allowAll] } : {};
+    for (const entry of allowFor) {
+      const eq = entry.lastIndexOf("=");
+      if (eq <= 0 || eq === entry.length - 1) {
+        throw new UsageError(`--allow-for: expected CALLER=PATTERN, got ${JSON.stringify(entry)}`);
+      }
+      const caller = entry.slice(0, eq);
+      if (caller === "*") throw new UsageError("--allow-for: use --allow for every caller");
+      byCaller[caller] = [...(byCaller[caller] ?? []), entry.slice(eq + 1)];
+    }
+    allow = byCaller;
+  }
   const [ca, cert, key] = await Promise.all([
     readFileText(caPath),
     certPath ? readFileText(certPath) : undefined,
@@ -421,6 +452,10 @@ async function runAgent(argv: readonly string[]): Promise<void> {
         cidrs: flags.lists.get("cidr") ?? [],
         defaultRoute: flags.booleans.has("default-route"),
       },
+      onDialRefused: (r) =>
+        writeStderr(
+          `dial refused: ${r.caller === undefined ? "an anonymous caller" : r.caller} may not reach ${r.address}\n`,
+        ),
       onStateChange: (state, err) => {
         if (state === "connected")
           writeStdout(`agent connected to ${target.host}:${target.port}\n`);

@@ -15,14 +15,15 @@ import { TcpDialer, type TcpTarget } from "../tcp/tcp.ts";
 import type { TlsClientOptions, TlsCredentials } from "../tls/config.ts";
 import { TlsDialer } from "../tls/dialer.ts";
 import {
+  type AgentAllowList,
   type AgentIdentifiers,
-  compileAllowList,
+  compileCallerAllowList,
   encodeAgentIdentifiers,
   NO_AGENT_IDENTIFIERS,
   verifyAgentIdentifiers,
 } from "./agent_routes.ts";
 import type { SessionConfig } from "./config.ts";
-import { relayDialHandler } from "./relay.ts";
+import { type DialRefusal, relayDialHandler } from "./relay.ts";
 import { KonnectivitySession } from "./session.ts";
 import { wsPipe } from "./ws_pipe.ts";
 import {
@@ -107,6 +108,9 @@ const TRANSITIONS: Readonly<Record<AgentState, readonly AgentState[]>> = Object.
   closed: [],
 });
 
+/** Distinct callers counted in `refusedDials` before the rest share one count. */
+const MAX_REFUSAL_KEYS = 256;
+
 /** The one transition function of the agent's state; throws on an illegal move. */
 export function agentTransition(from: AgentState, to: AgentState): AgentState {
   if (!TRANSITIONS[from].includes(to)) throw new Error(`illegal agent transition ${from} -> ${to}`);
@@ -129,9 +133,13 @@ export interface KonnectivityAgentOptions {
   readonly identifiers?: AgentIdentifiers;
   /**
    * Destinations this agent dials, as `host[:port]` patterns (`*`, `*.suffix`,
-   * CIDR, `port` or `*`). Required: `["*"]` allows everything.
+   * CIDR, `port` or `*`): one list for every caller, or a map from the caller the
+   * server dials for (e.g. `kube-apiserver`, a CONNECT client's certificate name)
+   * to its list, `"*"` for callers not named. Required: `["*"]` allows everything.
    */
-  readonly allow: readonly string[];
+  readonly allow: AgentAllowList;
+  /** Told about each dial the allow-list refused (also counted in `refusedDials`). */
+  readonly onDialRefused?: (refusal: DialRefusal) => void;
   /** Dials the targets. Default a {@link TcpDialer}. */
   readonly dialer?: Dialer<TcpTarget>;
   readonly config?: Partial<KonnectivityAgentConfig>;
@@ -175,6 +183,7 @@ export class KonnectivityAgent implements AsyncDisposable {
   #loop: Promise<void> | undefined;
   readonly #waiters = new Set<() => void>();
   #sleepWake: (() => void) | undefined;
+  readonly #refused = new Map<string, number>();
 
   constructor(options: KonnectivityAgentOptions) {
     this.config = verifyKonnectivityAgentConfig(options.config);
@@ -182,7 +191,9 @@ export class KonnectivityAgent implements AsyncDisposable {
       throw new TypeError("server.host must be non-empty");
     }
     positiveInt("server.port", options.server.port, 1, 65535);
-    if (!Array.isArray(options.allow)) throw new TypeError("allow must be a list of patterns");
+    if (typeof options.allow !== "object" || options.allow === null) {
+      throw new TypeError("allow must be a list of patterns or a map of caller to patterns");
+    }
     if (options.token !== undefined && options.agentId === undefined) {
       throw new RangeError("agentId is required with a token");
     }
@@ -198,9 +209,24 @@ export class KonnectivityAgent implements AsyncDisposable {
       handshakeTimeoutMs: options.tls?.handshakeTimeoutMs ?? this.config.handshakeTimeoutMs,
     });
     this.#onDial = relayDialHandler(options.dialer ?? new TcpDialer(), {
-      allow: compileAllowList(options.allow),
+      allow: compileCallerAllowList(options.allow),
+      onRefused: (r) => {
+        const key = r.caller ?? "";
+        if (this.#refused.has(key) || this.#refused.size < MAX_REFUSAL_KEYS) {
+          this.#refused.set(key, (this.#refused.get(key) ?? 0) + 1);
+        } else this.#refused.set("*", (this.#refused.get("*") ?? 0) + 1);
+        options.onDialRefused?.(r);
+      },
     });
     this.#random = options.random ?? Math.random;
+  }
+
+  /**
+   * Dials refused by the allow-list since start, by caller (`""` for anonymous
+   * callers; beyond 256 distinct callers the rest count under `"*"`).
+   */
+  get refusedDials(): Readonly<Record<string, number>> {
+    return Object.freeze(Object.fromEntries(this.#refused));
   }
 
   /** The current state. */

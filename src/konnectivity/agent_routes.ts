@@ -175,3 +175,49 @@ export function compileAllowList(
     });
   };
 }
+
+/**
+ * An agent's allow-list: patterns for every caller, or per caller (the identity
+ * the server dials for, e.g. `kube-apiserver`), with `"*"` for any caller not
+ * named (anonymous ones included). A caller with no entry and no `"*"` may dial
+ * nothing.
+ */
+export type AgentAllowList = readonly string[] | Readonly<Record<string, readonly string[]>>;
+
+/**
+ * Compile an {@link AgentAllowList} into `relayDialHandler`'s `allow`
+ * (`(target, caller) => boolean`). Throws RangeError on a malformed entry,
+ * TypeError on a value that is neither a list nor a map of lists.
+ *
+ * @example
+ * ```ts
+ * import { compileCallerAllowList } from "./agent_routes.ts";
+ * const allow = compileCallerAllowList({ "kube-apiserver": ["*:10250"], "*": ["10.0.0.0/8:80"] });
+ * if (!allow({ host: "10.0.0.5", port: 10250 }, "kube-apiserver")) throw new Error("kubelet");
+ * if (allow({ host: "10.0.0.5", port: 80 }, "kube-apiserver")) throw new Error("own entry only");
+ * if (allow({ host: "10.0.0.5", port: 10250 })) throw new Error("anonymous");
+ * ```
+ */
+export function compileCallerAllowList(
+  allow: AgentAllowList,
+): (target: { host: string; port: number }, caller?: string) => boolean {
+  if (Array.isArray(allow)) {
+    const all = compileAllowList(allow as readonly string[]);
+    return (target) => all(target);
+  }
+  if (typeof allow !== "object" || allow === null) {
+    throw new TypeError("allow must be a list of patterns or a map of caller to patterns");
+  }
+  const byCaller = new Map<string, ReturnType<typeof compileAllowList>>();
+  for (const [caller, list] of Object.entries(allow)) {
+    if (!Array.isArray(list))
+      throw new TypeError(`allow[${JSON.stringify(caller)}] must be a list`);
+    byCaller.set(caller, compileAllowList(list));
+  }
+  const other = byCaller.get("*");
+  return (target, caller) => {
+    const own = caller === undefined ? undefined : byCaller.get(caller);
+    const list = own ?? other;
+    return list?.(target) === true;
+  };
+}

@@ -116,6 +116,7 @@ function fieldsOf(p: Packet): Field[] {
         [2, "s", p.address],
         [3, "u", p.random],
         [4, "u", p.window],
+        [5, "s", p.caller ?? ""],
       ];
     case PacketType.DIAL_RSP:
       checkId("connectID", p.connectID);
@@ -435,6 +436,7 @@ function decodeSub(r: Reader, type: PacketTypeValue): Packet {
   let c = 0;
   let s1 = "";
   let s2 = "";
+  let s3 = "";
   let data: Uint8Array = r.buf.subarray(r.pos, r.pos);
   while (r.pos < r.end) {
     const { no, wt } = r.tag();
@@ -444,6 +446,7 @@ function decodeSub(r: Reader, type: PacketTypeValue): Packet {
         else if (no === 2) s2 = r.stringField(wt, "address");
         else if (no === 3) a = r.idField(wt, "random");
         else if (no === 4) b = r.u32Field(wt, "window");
+        else if (no === 5) s3 = r.stringField(wt, "caller");
         else r.skip(wt);
         break;
       case PacketType.DIAL_RSP:
@@ -498,7 +501,9 @@ function decodeSub(r: Reader, type: PacketTypeValue): Packet {
   }
   switch (type) {
     case PacketType.DIAL_REQ:
-      return { type, protocol: s1, address: s2, random: a, window: b };
+      return s3 === ""
+        ? { type, protocol: s1, address: s2, random: a, window: b }
+        : { type, protocol: s1, address: s2, random: a, window: b, caller: s3 };
     case PacketType.DIAL_RSP:
       return { type, error: s1, connectID: a, random: b, window: c };
     case PacketType.DATA:

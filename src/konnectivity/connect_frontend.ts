@@ -75,6 +75,17 @@ export interface ConnectFrontendOptions {
   readonly authorize?: (peer: PeerIdentity, address: string) => boolean | Promise<boolean>;
   /** Told about each refused request, with its status. */
   readonly onRefused?: (status: number, reason: string) => void;
+  /**
+   * The caller each dial is made for, sent to the agent for its per-caller allow-list.
+   * Default {@link defaultConnectCaller}: a client certificate's identity (e.g.
+   * `kube-apiserver`), anonymous otherwise (a Unix socket client).
+   */
+  readonly callerOf?: (peer: PeerIdentity) => string | undefined;
+}
+
+/** The default caller of a CONNECT client: its verified certificate's identity, else none. */
+export function defaultConnectCaller(peer: PeerIdentity): string | undefined {
+  return peer.scheme === "x509" && peer.id !== "" ? peer.id : undefined;
 }
 
 /** A running frontend. */
@@ -159,7 +170,12 @@ export function serveConnectFrontend(
     }
     let tunnel: Channel;
     try {
-      tunnel = await dialer.dial(target, { signal: stop.signal, timeoutMs: config.dialTimeoutMs });
+      const caller = (options.callerOf ?? defaultConnectCaller)(ch.peer);
+      tunnel = await dialer.dial(target, {
+        signal: stop.signal,
+        timeoutMs: config.dialTimeoutMs,
+        ...(caller ? { caller } : {}),
+      });
     } catch (err) {
       const { status, text } = connectStatusForError(err);
       return refuse(ch, status, text, `dial ${target}: ${(err as Error).message}`);

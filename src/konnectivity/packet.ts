@@ -97,6 +97,12 @@ export interface DialRequestPacket {
   readonly random: number;
   /** The dialer's receive window for this connection (0 = {@link KONNECTIVITY_DEFAULT_WINDOW}). */
   readonly window: number;
+  /**
+   * spokewire extension (field 5): the verified identity on whose behalf the
+   * server dials (e.g. the CONNECT client's certificate name), for the agent's
+   * per-caller allow-list. Absent for an anonymous caller; upstream peers ignore it.
+   */
+  readonly caller?: string;
 }
 /** DIAL_RSP: answer to a dial. */
 export interface DialResponsePacket {

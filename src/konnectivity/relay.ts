@@ -11,8 +11,21 @@ import type { DialHandler } from "./session.ts";
 
 /** Options of {@link relayDialHandler}. */
 export interface RelayDialHandlerOptions {
-  /** Refuse addresses this returns false for (the refusal message goes to the peer). Default: allow all. */
-  readonly allow?: (target: { host: string; port: number }) => boolean;
+  /**
+   * Refuse targets this returns false for, given the dial's caller (absent when
+   * anonymous); the refusal message goes to the peer. Default: allow all.
+   */
+  readonly allow?: (target: { host: string; port: number }, caller?: string) => boolean;
+  /** Told about each dial `allow` refused. Default: nothing. */
+  readonly onRefused?: (refusal: DialRefusal) => void;
+}
+
+/** A dial the agent's allow-list refused. */
+export interface DialRefusal {
+  /** Whom the server dialed for; absent for an anonymous caller. */
+  readonly caller?: string;
+  /** The requested `host:port`. */
+  readonly address: string;
 }
 
 /**
@@ -69,7 +82,13 @@ export function relayDialHandler(
     if (d.protocol !== "tcp")
       throw new Error(`protocol ${JSON.stringify(d.protocol)} is not served`);
     const target = parseDialAddress(d.address);
-    if (options.allow && !options.allow(target)) throw new Error(`${d.address} is not allowed`);
+    if (options.allow && !options.allow(target, d.caller)) {
+      options.onRefused?.(
+        d.caller === undefined ? { address: d.address } : { caller: d.caller, address: d.address },
+      );
+      const who = d.caller === undefined ? "an anonymous caller" : JSON.stringify(d.caller);
+      throw new Error(`${d.address} is not allowed for ${who}`);
+    }
     const tcp = await dialer.dial(target, { signal: d.signal });
     let tunnel: Channel;
     try {

@@ -82,6 +82,8 @@ export interface IncomingDial {
   readonly address: string;
   /** The peer's dial id. */
   readonly random: number;
+  /** Whom the server dials for (its DIAL_REQ's `caller`); absent for an anonymous caller. */
+  readonly caller?: string;
   /** Fires when the peer cancels (DIAL_CLS), the handler times out, or the session ends. */
   readonly signal: AbortSignal;
   /**
@@ -119,6 +121,11 @@ export interface SessionDialOptions extends DialOptions {
   readonly protocol?: string;
   /** Default `config.dialTimeoutMs`. */
   readonly timeoutMs?: number;
+  /**
+   * Whom this dial is for (a verified identity, e.g. a CONNECT client's certificate
+   * name), sent to the agent for its per-caller allow-list. Default: anonymous.
+   */
+  readonly caller?: string;
 }
 
 /** How a session ended. */
@@ -418,6 +425,7 @@ export class KonnectivitySession implements Dialer<string>, AsyncDisposable {
         address,
         random,
         window: this.config.connectionWindow,
+        ...(options.caller ? { caller: options.caller } : {}),
       });
     });
   }
@@ -1027,6 +1035,7 @@ export class KonnectivitySession implements Dialer<string>, AsyncDisposable {
       protocol: p.protocol,
       address,
       random: p.random,
+      ...(p.caller !== undefined ? { caller: p.caller } : {}),
       signal: entry.ac.signal,
       accept: () => this.#accept(entry, address, window),
     };

@@ -24,8 +24,9 @@ export function arbPacket(): fc.Arbitrary<Packet> {
         address: str(),
         random: id(),
         window: u32(),
+        caller: fc.string({ minLength: 1, maxLength: 40 }),
       },
-      NP,
+      { ...NP, requiredKeys: ["type", "protocol", "address", "random", "window"] },
     ),
     fc.record(
       {

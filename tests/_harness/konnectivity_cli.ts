@@ -120,8 +120,13 @@ export async function startCliServer(
   return { server, agentPort, frontendPort: Number((await frontend)[1]) };
 }
 
-/** curl `url` through the CLI server's mTLS CONNECT frontend, as the pki's client. */
-export function curlViaFrontend(pki: CliPki, frontendPort: number, url: string) {
+/** curl `url` through the CLI server's mTLS CONNECT frontend, as `client` (default the pki's client). */
+export function curlViaFrontend(
+  pki: CliPki,
+  frontendPort: number,
+  url: string,
+  client: { readonly certPath: string; readonly keyPath: string } = pki.client,
+) {
   return curl([
     "-p",
     "--proxy",
@@ -129,9 +134,9 @@ export function curlViaFrontend(pki: CliPki, frontendPort: number, url: string) 
     "--proxy-cacert",
     pki.ca.certPath,
     "--proxy-cert",
-    pki.client.certPath,
+    client.certPath,
     "--proxy-key",
-    pki.client.keyPath,
+    client.keyPath,
     url,
   ]);
 }

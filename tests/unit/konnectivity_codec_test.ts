@@ -45,6 +45,18 @@ const GOLDEN: ReadonlyArray<readonly [Packet, string, string]> = [
     "12190a03746370120c31302e302e302e313a343433180120808010",
   ],
   [
+    {
+      type: PacketType.DIAL_REQ,
+      protocol: "tcp",
+      address: "10.0.0.1:443",
+      random: 1,
+      window: 262144,
+      caller: "kube-apiserver",
+    },
+    'type: DIAL_REQ dialRequest { protocol: "tcp" address: "10.0.0.1:443" random: 1 window: 262144 caller: "kube-apiserver" }',
+    "12290a03746370120c31302e302e302e313a3434331801208080102a0e6b7562652d617069736572766572",
+  ],
+  [
     { type: PacketType.DIAL_RSP, error: "", connectID: 2, random: 1, window: 262144 },
     "type: DIAL_RSP dialResponse { connectID: 2 random: 1 window: 262144 }",
     "08011a081002180120808010",

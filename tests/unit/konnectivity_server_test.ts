@@ -3,6 +3,8 @@ import { after, before, describe, it } from "node:test";
 import {
   AuthError,
   createServiceTokenVerifier,
+  DialError,
+  type DialRefusal,
   generateKeyPair,
   issueServiceToken,
   type ServiceTokenRequest,
@@ -492,5 +494,81 @@ describe("konnectivity server with verified agent tokens", () => {
       Cluster.start({ agentToken: () => "x", verifyAgentToken: () => ({ agentId: "a" }) }, pki),
       RangeError,
     );
+  });
+});
+
+describe("konnectivity agent: allow-list per caller", () => {
+  it("server.dial's caller reaches the agent; its own list, else '*'; refusals counted", async () => {
+    const c = await Cluster.start({}, pki);
+    try {
+      const t = await c.target();
+      echo(t.listener);
+      const refusals: DialRefusal[] = [];
+      const agent = c.agent({
+        credentials: { ca: pki.ca.cert, cert: pki.client.cert, key: pki.client.key },
+        allow: { "kube-apiserver": [`127.0.0.1:${t.port}`], "*": ["127.0.0.1:1"] },
+        onDialRefused: (r) => refusals.push(r),
+      });
+      await agent.waitConnected();
+      await c.server.waitForAgent("node-1");
+      const ch = await c.server.dial(`127.0.0.1:${t.port}`, { caller: "kube-apiserver" });
+      assert.equal(await roundTrip(ch, "kubelet"), "kubelet");
+      await ch.close();
+      await assert.rejects(c.server.dial(`127.0.0.1:${t.port}`, { caller: "metrics" }), (e) => {
+        assert.ok(e instanceof DialError);
+        assert.match((e as Error).message, /is not allowed for "metrics"/);
+        return true;
+      });
+      await assert.rejects(c.server.dial(`127.0.0.1:${t.port}`), /an anonymous caller/);
+      await assert.rejects(c.server.dial("127.0.0.1:2", { caller: "kube-apiserver" }), DialError);
+      assert.deepEqual(agent.refusedDials, { metrics: 1, "": 1, "kube-apiserver": 1 });
+      assert.deepEqual(refusals, [
+        { caller: "metrics", address: `127.0.0.1:${t.port}` },
+        { address: `127.0.0.1:${t.port}` },
+        { caller: "kube-apiserver", address: "127.0.0.1:2" },
+      ]);
+      await agent.close();
+    } finally {
+      await c.close().catch(() => {});
+    }
+  });
+
+  it("a plain list serves every caller alike; a bad map is refused at construction", async () => {
+    const c = await Cluster.start({}, pki);
+    try {
+      const t = await c.target();
+      echo(t.listener);
+      const agent = c.agent({
+        credentials: { ca: pki.ca.cert, cert: pki.client.cert, key: pki.client.key },
+        allow: [`127.0.0.1:${t.port}`],
+      });
+      await agent.waitConnected();
+      await c.server.waitForAgent("node-1");
+      for (const caller of [undefined, "a", "b"]) {
+        const ch = await c.server.dial(`127.0.0.1:${t.port}`, caller ? { caller } : {});
+        assert.equal(await roundTrip(ch, "x"), "x");
+        await ch.close();
+      }
+      assert.deepEqual(agent.refusedDials, {});
+      await agent.close();
+      assert.throws(
+        () =>
+          c.agent({
+            credentials: { ca: pki.ca.cert, cert: pki.client.cert, key: pki.client.key },
+            allow: { a: "127.0.0.1:1" as unknown as string[] },
+          }),
+        TypeError,
+      );
+      assert.throws(
+        () =>
+          c.agent({
+            credentials: { ca: pki.ca.cert, cert: pki.client.cert, key: pki.client.key },
+            allow: { a: ["not a pattern:99999"] },
+          }),
+        RangeError,
+      );
+    } finally {
+      await c.close().catch(() => {});
+    }
   });
 });

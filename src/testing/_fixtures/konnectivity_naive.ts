@@ -10,7 +10,8 @@ import type { Packet } from "../../konnectivity/packet.ts";
 /** Packet.payload field numbers, indexed by packet type (from the .proto). */
 const PAYLOAD_NO = [2, 3, 5, 6, 4, 7, 8, 9, 10, 11, 12, 13];
 
-type Kind = "id" | "u32" | "str" | "bytes";
+/** `optstr`: a string present in the packet object only when non-empty. */
+type Kind = "id" | "u32" | "str" | "optstr" | "bytes";
 
 /** Field tables: [name, number, kind] per packet type, in field-number order. */
 const SCHEMA: Record<number, ReadonlyArray<readonly [string, number, Kind]>> = {
@@ -19,6 +20,7 @@ const SCHEMA: Record<number, ReadonlyArray<readonly [string, number, Kind]>> = {
     ["address", 2, "str"],
     ["random", 3, "id"],
     ["window", 4, "u32"],
+    ["caller", 5, "optstr"],
   ],
   1: [
     ["error", 1, "str"],
@@ -74,7 +76,10 @@ export function naiveEncode(p: Packet): Uint8Array {
       pushVarint(sub, BigInt(no * 8));
       pushVarint(sub, BigInt(v as number));
     } else {
-      const bytes = kind === "str" ? new TextEncoder().encode(v as string) : (v as Uint8Array);
+      const bytes =
+        kind === "bytes"
+          ? (v as Uint8Array)
+          : new TextEncoder().encode((v as string | undefined) ?? "");
       if (bytes.length === 0) continue;
       pushVarint(sub, BigInt(no * 8 + 2));
       pushVarint(sub, BigInt(bytes.length));
@@ -160,7 +165,8 @@ export function naiveDecode(b: Uint8Array): Packet {
   const schema = SCHEMA[t];
   const out: Record<string, unknown> = { type: t };
   for (const [name, , kind] of schema) {
-    out[name] = kind === "str" ? "" : kind === "bytes" ? new Uint8Array(0) : 0;
+    if (kind !== "optstr")
+      out[name] = kind === "str" ? "" : kind === "bytes" ? new Uint8Array(0) : 0;
   }
   for (const f of parseFields(payload.value as Uint8Array)) {
     const entry = schema.find(([, no]) => no === f.no);
@@ -185,5 +191,6 @@ export function naiveDecode(b: Uint8Array): Packet {
       }
     }
   }
+  for (const [name, , kind] of schema) if (kind === "optstr" && out[name] === "") delete out[name];
   return out as unknown as Packet;
 }
