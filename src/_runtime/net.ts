@@ -48,6 +48,20 @@ export interface RawConn {
   reset(): void;
   /** Close now, quietly. */
   destroy(): void;
+  /**
+   * Stop delivering events and hand the socket itself to a new owner (see
+   * `socket_handoff.ts`): paused, with none of this conn's listeners left. Absent,
+   * or undefined, where there is no such socket to hand over.
+   */
+  detach?(): HandedSocket | undefined;
+}
+
+/**
+ * A socket taken out of its {@link RawConn}: a `node:net` or `node:tls` socket,
+ * opaque outside `src/_runtime/`.
+ */
+export interface HandedSocket {
+  readonly kind: "handed-socket";
 }
 
 /** Where to dial or listen. */
@@ -98,18 +112,30 @@ export function wrapSocket(socket: net.Socket, path?: string): RawConn {
   socket.on("close", () => {
     closed = true;
   });
+  let detachListeners: (() => void) | undefined;
   return {
     localAddress: path ?? fmt(socket.localAddress, socket.localPort),
     remoteAddress: path ?? fmt(socket.remoteAddress, socket.remotePort),
     attach(ev: RawConnEvents): void {
       events = ev;
       // The socket's own chunk is handed on (a Buffer is a Uint8Array): no copy, no view.
-      socket.on("data", (buf: Uint8Array) => {
+      const onData = (buf: Uint8Array): void => {
         if (!ev.onData(buf)) socket.pause();
-      });
-      socket.on("end", () => ev.onEnd());
-      socket.on("error", (e) => ev.onError(e));
-      socket.on("close", () => ev.onClose());
+      };
+      const onEnd = (): void => ev.onEnd();
+      const onError = (e: Error): void => ev.onError(e);
+      const onClose = (): void => ev.onClose();
+      socket.on("data", onData);
+      socket.on("end", onEnd);
+      socket.on("error", onError);
+      socket.on("close", onClose);
+      detachListeners = () => {
+        socket.off("data", onData);
+        socket.off("end", onEnd);
+        socket.off("error", onError);
+        socket.off("close", onClose);
+        events = undefined;
+      };
       socket.off("end", onEarlyEnd);
       socket.off("error", onEarlyError);
       socket.on("error", () => {}); // ev.onError has it; keep one no-op for after destroy
@@ -164,6 +190,15 @@ export function wrapSocket(socket: net.Socket, path?: string): RawConn {
     },
     destroy: () => {
       socket.destroy();
+    },
+    detach: () => {
+      if (closed || socket.destroyed || socket.readableEnded || detachListeners === undefined) {
+        return undefined;
+      }
+      socket.pause();
+      detachListeners();
+      detachListeners = undefined;
+      return socket as unknown as HandedSocket;
     },
   };
 }

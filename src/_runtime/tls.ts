@@ -675,6 +675,10 @@ function makeSession(
     },
     localAddress: local,
     remoteAddress: remote,
+    // Only where TLS runs on the TCP socket itself (Node's fast path): TLS over a
+    // Duplex (Deno's forwarding Duplex, any Channel) needs that Duplex's gate and
+    // write bound, which only this conn applies.
+    detach: lowerStream === undefined && transport.kind === "tcp" ? base.detach : undefined,
     reset(): void {
       hold.drop();
       if (transport.kind === "tcp") resetSocket((transport as TcpTransport).socket);

@@ -1,14 +1,24 @@
 /**
  * A `ws` WebSocket over an already-upgraded spokewire {@link Channel} (a verified
  * TLS channel): the HTTP upgrade is done by the caller, this only runs the
- * WebSocket framing. `ws` works over any `node:stream` Duplex in both runtimes.
+ * WebSocket framing.
+ *
+ * Where the channel can hand over its socket (TLS on the TCP socket itself: Node),
+ * `ws` runs on that `node:tls` socket directly, as it does for its own upgrades.
+ * Elsewhere (TLS over a Duplex under Deno, TLS over any Channel) it runs on a
+ * Duplex made of the channel's streams: `ws` works over any `node:stream` Duplex
+ * in both runtimes.
  *
  * @module
  */
 
+import { Buffer } from "node:buffer";
+import type * as net from "node:net";
+import type { Duplex } from "node:stream";
 import WebSocket from "ws";
 import type { Channel } from "../channel/types.ts";
 import { channelToDuplex } from "./channel_duplex.ts";
+import { type SocketHandoff, takeSocket } from "./socket_handoff.ts";
 
 /** Options of {@link webSocketOverChannel}. */
 export interface WebSocketOverChannelOptions {
@@ -24,17 +34,57 @@ export interface WebSocketOverChannelOptions {
  * channel: when the socket closes, the channel is closed (or aborted if the
  * socket failed).
  */
-export function webSocketOverChannel(
+export async function webSocketOverChannel(
+  channel: Channel,
+  head: Uint8Array,
+  options: WebSocketOverChannelOptions,
+): Promise<WebSocket> {
+  const handoff = await takeSocket(channel);
+  return handoff === undefined
+    ? overDuplex(channel, head, options)
+    : overSocket(handoff, head, options);
+}
+
+/** `ws` on the channel's own socket. */
+function overSocket(
+  handoff: SocketHandoff,
+  head: Uint8Array,
+  options: WebSocketOverChannelOptions,
+): WebSocket {
+  const socket = handoff.socket as unknown as net.Socket;
+  let failed = false;
+  // Before ws's own listener: a failed socket is reset (the channel's abort), as
+  // the channel would have done, so the peer sees the failure as one.
+  const onError = (err: Error): void => {
+    failed = true;
+    handoff.finish(err);
+  };
+  socket.once("error", onError);
+  const ws = start(socket, Buffer.concat([head, ...handoff.unread]), options);
+  ws.on("error", () => {
+    failed = true;
+  });
+  ws.on("close", (code: number) => {
+    socket.off("error", onError);
+    if (failed || code === 1006) handoff.finish(new Error(`WebSocket closed (code ${code})`));
+    else handoff.finish();
+  });
+  socket.resume();
+  return ws;
+}
+
+/** `ws` on a Duplex over the channel's streams. */
+function overDuplex(
   channel: Channel,
   head: Uint8Array,
   options: WebSocketOverChannelOptions,
 ): WebSocket {
   const duplex = channelToDuplex(channel);
-  // `new WebSocket(null)` is how `ws` builds the server side of an upgrade; the
-  // client side of a hand-made upgrade only differs in masking.
-  const ws = new WebSocket(null as unknown as string, undefined, {});
-  (ws as unknown as { _isServer: boolean })._isServer = options.role === "server";
   let failed = false;
+  duplex.on("error", () => {
+    failed = true;
+  });
+  const ws = start(duplex, head, options);
   ws.on("error", () => {
     failed = true;
   });
@@ -42,15 +92,24 @@ export function webSocketOverChannel(
     if (failed || code === 1006) channel.abort(new Error(`WebSocket closed (code ${code})`));
     else channel.close().catch(() => channel.abort());
   });
-  duplex.on("error", () => {
-    failed = true;
-  });
+  return ws;
+}
+
+function start(
+  stream: Duplex | net.Socket,
+  head: Uint8Array,
+  options: WebSocketOverChannelOptions,
+): WebSocket {
+  // `new WebSocket(null)` is how `ws` builds the server side of an upgrade; the
+  // client side of a hand-made upgrade only differs in masking.
+  const ws = new WebSocket(null as unknown as string, undefined, {});
+  (ws as unknown as { _isServer: boolean })._isServer = options.role === "server";
   const setSocket = (
     ws as unknown as {
       setSocket(s: unknown, h: Uint8Array, o: Record<string, unknown>): void;
     }
   ).setSocket.bind(ws);
-  setSocket(duplex, head, {
+  setSocket(stream, head, {
     maxPayload: options.maxPayload,
     skipUTF8Validation: false,
     allowSynchronousEvents: true,

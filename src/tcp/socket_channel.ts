@@ -6,9 +6,11 @@
  */
 
 import type { RawConn } from "../_runtime/net.ts";
+import { type SocketHandoff, TAKE_SOCKET } from "../_runtime/socket_handoff.ts";
 import { BaseChannel } from "../channel/base_channel.ts";
 import type { ChannelConfig } from "../channel/config.ts";
 import {
+  ChannelClosedError,
   ChannelResetError,
   DialError,
   type SpokewireError,
@@ -47,6 +49,8 @@ export type EarlyEvent =
 /** A {@link BaseChannel} whose wire is a {@link RawConn}. */
 export class SocketChannel extends BaseChannel {
   readonly #conn: RawConn;
+  /** The socket belongs to a new owner (see {@link SocketChannel.[TAKE_SOCKET]}). */
+  #handedOver = false;
 
   /**
    * `early`, when given, names what a close or failure before the first byte from the
@@ -105,12 +109,60 @@ export class SocketChannel extends BaseChannel {
     return this.#conn.remoteAddress;
   }
 
+  /**
+   * Hand the socket to a new owner (see `src/_runtime/socket_handoff.ts`), if this
+   * conn has one to give and the channel is idle: open both ways, neither stream
+   * locked, no write pending. Bytes already queued for the reader go with it.
+   */
+  async [TAKE_SOCKET](): Promise<SocketHandoff | undefined> {
+    if (this.#handedOver || this.state !== "open") return undefined;
+    if (this.readable.locked || this.writable.locked) return undefined;
+    const writer = this.writable.getWriter();
+    const idle = writer.desiredSize === this.config.writeHighWaterMark;
+    writer.releaseLock();
+    if (!idle) return undefined;
+    const socket = this.#conn.detach?.();
+    if (socket === undefined) return undefined;
+    this.#handedOver = true;
+    const unread: Uint8Array[] = [];
+    if (this._queuedReadBytes > 0) {
+      const reader = this.readable.getReader();
+      try {
+        while (this._queuedReadBytes > 0) {
+          const r = await reader.read();
+          if (r.done) break;
+          unread.push(r.value);
+        }
+      } finally {
+        reader.releaseLock();
+      }
+    }
+    return {
+      socket,
+      unread,
+      finish: (error) => {
+        if (error !== undefined) {
+          this.abort(error);
+          return;
+        }
+        // Both directions ended on the socket: end the channel's too, then release.
+        this._pushEnd();
+        this.close().catch(() => {});
+      },
+    };
+  }
+
   protected _send(chunk: Uint8Array): void | Promise<void> {
+    if (this.#handedOver) {
+      throw new ChannelClosedError("write on a channel whose socket was handed over");
+    }
     if (this.#conn.write(chunk)) return;
     return this.#conn.drained();
   }
 
   protected _sendEnd(): Promise<void> {
+    // The new owner ended the socket itself.
+    if (this.#handedOver) return Promise.resolve();
     return this.#conn.end().catch((err) => {
       throw new ChannelResetError("connection closed before end-of-stream was sent", {
         cause: err,
@@ -119,11 +171,12 @@ export class SocketChannel extends BaseChannel {
   }
 
   protected _resume(): void {
-    this.#conn.resume();
+    // A handed-over socket flows for its new owner only.
+    if (!this.#handedOver) this.#conn.resume();
   }
 
   protected _release(): void {
-    this.#conn.destroy();
+    if (!this.#handedOver) this.#conn.destroy();
   }
 
   protected _destroy(reset: boolean): void {
