@@ -238,11 +238,18 @@ export interface RawServer {
   close(): Promise<void>;
 }
 
-/** Listen on TCP or a Unix socket; every accepted socket goes to `onConn`, paused. */
+/** The kernel's accept backlog when none is given (Node's own default). */
+export const DEFAULT_LISTEN_BACKLOG = 511;
+
+/**
+ * Listen on TCP or a Unix socket; every accepted socket goes to `onConn`, paused.
+ * `listenBacklog` is listen(2)'s backlog (capped by the kernel's somaxconn); Deno's
+ * own TCP listener has no such setting and keeps its default.
+ */
 export function listenSocket(
   addr: SocketAddress,
   onConn: (conn: RawConn) => void,
-  opts: { noDelay?: boolean } = {},
+  opts: { noDelay?: boolean; listenBacklog?: number } = {},
 ): Promise<RawServer> {
   if (IS_DENO && "host" in addr) {
     try {
@@ -275,7 +282,8 @@ export function listenSocket(
           }),
       });
     };
-    if ("path" in addr) server.listen(addr.path, onListening);
-    else server.listen(addr.port, addr.host, onListening);
+    const backlog = opts.listenBacklog ?? DEFAULT_LISTEN_BACKLOG;
+    if ("path" in addr) server.listen(addr.path, backlog, onListening);
+    else server.listen(addr.port, addr.host, backlog, onListening);
   });
 }

@@ -43,7 +43,7 @@ import {
   releaseWrites,
   type WriteHold,
 } from "./channel_duplex.ts";
-import { type RawConn, wrapSocket } from "./net.ts";
+import { DEFAULT_LISTEN_BACKLOG, type RawConn, wrapSocket } from "./net.ts";
 
 const IS_DENO = typeof (globalThis as { Deno?: unknown }).Deno !== "undefined";
 
@@ -204,6 +204,7 @@ export interface TransportServer {
 export function listenTcpTransports(
   addr: { host: string; port: number },
   onTransport: (t: TlsTransport) => void,
+  opts: { listenBacklog?: number } = {},
 ): Promise<TransportServer> {
   return new Promise((resolve, reject) => {
     const server = net.createServer({ allowHalfOpen: true }, (socket) => {
@@ -211,7 +212,7 @@ export function listenTcpTransports(
       onTransport(tcpTransport(socket));
     });
     server.once("error", reject);
-    server.listen(addr.port, addr.host, () => {
+    server.listen(addr.port, addr.host, opts.listenBacklog ?? DEFAULT_LISTEN_BACKLOG, () => {
       server.off("error", reject);
       const a = server.address();
       const port = typeof a === "object" && a ? a.port : 0;

@@ -235,6 +235,17 @@ function runUntilSignal(stop: () => Promise<void>): Promise<void> {
   });
 }
 
+/**
+ * The CONNECT frontends' kernel and accept backlogs: a kube-apiserver opening streams
+ * during a rollout sends bursts of a thousand and more (capped by the kernel's somaxconn).
+ */
+const FRONTEND_LISTEN_BACKLOG = 4096;
+
+/** Every CONNECT refusal on stderr, with its status (the reason names the target and agent). */
+function logRefusal(status: number, reason: string): void {
+  writeStderr(`connect refused (${status}): ${reason}\n`);
+}
+
 async function runServer(argv: readonly string[]): Promise<void> {
   const flags = parseFlags(argv, SERVER_FLAGS);
   if (flags.help) {
@@ -317,15 +328,23 @@ async function runServer(argv: readonly string[]): Promise<void> {
       ]);
       const l: Listener = await listenTls(connectAddr, {
         credentials: { cert: fc, key: fk, ca: fca },
+        listenBacklog: FRONTEND_LISTEN_BACKLOG,
+        backlog: FRONTEND_LISTEN_BACKLOG,
       });
-      frontends.push(serveConnectFrontend(l, server));
+      frontends.push(serveConnectFrontend(l, server, { onRefused: logRefusal }));
       writeStdout(`connect frontend on ${l.addr}\n`);
     }
     if (connectUds) {
-      const l = await listenTcp({ path: connectUds });
+      const l = await listenTcp(
+        { path: connectUds },
+        { listenBacklog: FRONTEND_LISTEN_BACKLOG, backlog: FRONTEND_LISTEN_BACKLOG },
+      );
       const udsCaller = flags.strings.get("connect-uds-caller");
       frontends.push(
-        serveConnectFrontend(l, server, udsCaller ? { callerOf: () => udsCaller } : {}),
+        serveConnectFrontend(l, server, {
+          onRefused: logRefusal,
+          ...(udsCaller ? { callerOf: () => udsCaller } : {}),
+        }),
       );
       writeStdout(`connect frontend on unix:${connectUds}\n`);
     }

@@ -19,7 +19,7 @@ import type { Channel, Dialer, Listener, PeerIdentity } from "../channel/types.t
 import { encodeHttpHead, HeadTooLargeError, readHttpHead } from "./http_head.ts";
 import { parseDialAddress, relayTunnel } from "./relay.ts";
 import { NoAgentError } from "./server.ts";
-import type { SessionDialOptions } from "./session.ts";
+import { DialBusyError, type SessionDialOptions } from "./session.ts";
 import { refuseHttp } from "./ws_upgrade.ts";
 
 /** Limits and timeouts of the CONNECT frontend. */
@@ -94,12 +94,22 @@ export interface ConnectFrontend extends AsyncDisposable {
   readonly addr: string;
   /** Connections being served now. */
   readonly connections: number;
+  /** Requests refused since start, by HTTP status (e.g. `{ 503: 12 }`). */
+  readonly refusals: Readonly<Record<number, number>>;
   /** Stop accepting, close the listener and reset every connection it serves. */
   close(): Promise<void>;
 }
 
-/** The status a failed dial answers with. */
-export function connectStatusForError(err: unknown): { status: number; text: string } {
+/** The status a failed dial answers with (and, for a busy agent, seconds to wait). */
+export function connectStatusForError(err: unknown): {
+  status: number;
+  text: string;
+  retryAfterS?: number;
+} {
+  if (err instanceof DialBusyError) {
+    const retryAfterS = Math.max(1, Math.ceil(err.retryAfterMs / 1000));
+    return { status: 503, text: "Service Unavailable", retryAfterS };
+  }
   if (err instanceof NoAgentError) return { status: 503, text: "Service Unavailable" };
   if (err instanceof TimeoutError) return { status: 504, text: "Gateway Timeout" };
   if (err instanceof DialError) return { status: 502, text: "Bad Gateway" };
@@ -127,10 +137,26 @@ export function serveConnectFrontend(
   const tunnels = new Set<Channel>();
   const stop = new AbortController();
 
-  const refuse = async (ch: Channel, status: number, text: string, reason: string) => {
+  const refusals = new Map<number, number>();
+  const refuse = async (
+    ch: Channel,
+    status: number,
+    text: string,
+    reason: string,
+    retryAfterS?: number,
+  ) => {
+    refusals.set(status, (refusals.get(status) ?? 0) + 1);
     options.onRefused?.(status, reason);
-    await refuseHttp(ch, status, text, reason);
+    await refuseHttp(
+      ch,
+      status,
+      text,
+      reason,
+      retryAfterS === undefined ? {} : { "Retry-After": String(retryAfterS) },
+    );
   };
+  /** Clients being told 503 because `maxConnections` are served (bounded the same). */
+  const turningAway = new Set<Channel>();
 
   const serve = async (ch: Channel): Promise<void> => {
     const reader = ch.readable.getReader();
@@ -177,8 +203,8 @@ export function serveConnectFrontend(
         ...(caller ? { caller } : {}),
       });
     } catch (err) {
-      const { status, text } = connectStatusForError(err);
-      return refuse(ch, status, text, `dial ${target}: ${(err as Error).message}`);
+      const { status, text, retryAfterS } = connectStatusForError(err);
+      return refuse(ch, status, text, `dial ${target}: ${(err as Error).message}`, retryAfterS);
     }
     tunnels.add(tunnel);
     try {
@@ -208,7 +234,17 @@ export function serveConnectFrontend(
   void (async () => {
     for await (const ch of listener) {
       if (live.size >= config.maxConnections) {
-        ch.abort(new ChannelResetError("too many CONNECT clients"));
+        // Told to come back (503, Retry-After) without reading its request; past
+        // twice the limit, reset.
+        if (turningAway.size >= config.maxConnections) {
+          ch.abort(new ChannelResetError("too many CONNECT clients"));
+          continue;
+        }
+        turningAway.add(ch);
+        const reason = `${live.size} CONNECT clients already served`;
+        refuse(ch, 503, "Service Unavailable", reason, 1)
+          .catch(() => ch.abort())
+          .finally(() => turningAway.delete(ch));
         continue;
       }
       live.add(ch);
@@ -223,7 +259,7 @@ export function serveConnectFrontend(
     closing ??= (async () => {
       stop.abort(new ChannelResetError("CONNECT frontend closed"));
       await listener.close();
-      for (const ch of [...live, ...tunnels]) {
+      for (const ch of [...live, ...tunnels, ...turningAway]) {
         ch.abort(new ChannelResetError("CONNECT frontend closed"));
       }
       live.clear();
@@ -235,6 +271,9 @@ export function serveConnectFrontend(
     addr: listener.addr,
     get connections(): number {
       return live.size;
+    },
+    get refusals(): Readonly<Record<number, number>> {
+      return Object.freeze(Object.fromEntries(refusals));
     },
     close,
     [Symbol.asyncDispose]: close,

@@ -100,6 +100,29 @@ export interface IncomingDial {
  */
 export type DialHandler = (dial: IncomingDial) => void | Promise<void>;
 
+/** What a {@link DialBusyError} suggests waiting before a retry. */
+export const DIAL_BUSY_RETRY_AFTER_MS = 1000;
+
+/**
+ * A dial refused because this session's dial queue is full (`maxQueuedDials`):
+ * `DIAL_FAILED` with `reason` `"busy"` and a suggested `retryAfterMs`. The CONNECT
+ * frontend answers it with 503 and `Retry-After`.
+ */
+export class DialBusyError extends DialError {
+  readonly reason = "busy" as const;
+  /** Suggested wait before retrying. */
+  readonly retryAfterMs: number;
+  constructor(message: string, retryAfterMs: number, options?: { cause?: unknown }) {
+    super(message, options);
+    this.retryAfterMs = retryAfterMs;
+  }
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return (
+      DialError[Symbol.hasInstance](value) && (value as { reason?: unknown }).reason === "busy"
+    );
+  }
+}
+
 /** Options of {@link KonnectivitySession}. */
 export interface SessionOptions {
   /** The verified identity of the other end; every tunneled Channel reports it as its peer. */
@@ -143,6 +166,12 @@ export interface SessionStats {
   readonly connections: number;
   /** Outgoing dials waiting for DIAL_RSP (cancelled ones included). */
   readonly pendingDials: number;
+  /** Outgoing dials waiting for a free slot (see `maxQueuedDials`). */
+  readonly queuedDials: number;
+  /** Dials that had to wait in the queue, since the session began. */
+  readonly dialsQueued: number;
+  /** Dials refused because the queue was full ({@link DialBusyError}), since the session began. */
+  readonly dialsRefused: number;
   /** Incoming dials not yet answered. */
   readonly incomingDials: number;
   /** Bytes received and queued for readers that have not read them, all connections. */
@@ -195,6 +224,17 @@ interface PendingDial {
   cleanup(): void;
   /** After a cancel: the peer must answer by then (see #cancelDial). */
   answerDeadline: SessionTimerHandle | undefined;
+}
+
+interface QueuedDial {
+  readonly address: string;
+  readonly options: SessionDialOptions;
+  /** `timers.now()` by which the dial must have been answered. */
+  readonly deadline: number;
+  resolve(ch: Channel): void;
+  reject(e: unknown): void;
+  /** Leave the queue: its timer and abort listener go too. */
+  leave(): void;
 }
 
 interface Incoming {
@@ -276,6 +316,10 @@ export class KonnectivitySession implements Dialer<string>, AsyncDisposable {
 
   readonly #conns = new Map<number, Conn>();
   readonly #pending = new Map<number, PendingDial>();
+  /** Dials waiting for a slot, oldest first. */
+  readonly #queue = new Set<QueuedDial>();
+  #dialsQueued = 0;
+  #dialsRefused = 0;
   readonly #incoming = new Map<number, Incoming>();
   #incomingUnanswered = 0;
   #nextDialId = 1;
@@ -346,6 +390,9 @@ export class KonnectivitySession implements Dialer<string>, AsyncDisposable {
       state: this.#state,
       connections: this.#conns.size,
       pendingDials: this.#pending.size,
+      queuedDials: this.#queue.size,
+      dialsQueued: this.#dialsQueued,
+      dialsRefused: this.#dialsRefused,
       incomingDials: this.#incomingUnanswered,
       bufferedReceiveBytes: recv,
       bufferedSendBytes: this.#pipe.bufferedAmount,
@@ -380,15 +427,87 @@ export class KonnectivitySession implements Dialer<string>, AsyncDisposable {
         new DialError(`dial ${address}: the session has ended`, { cause: this.#closeInfo?.error }),
       );
     }
-    if (this.#pending.size >= this.config.maxPendingDials) {
+    const timeoutMs = options.timeoutMs ?? this.config.dialTimeoutMs;
+    if (this.#queue.size === 0 && this.#hasDialSlot()) {
+      return this.#startDial(address, options, timeoutMs);
+    }
+    if (this.#queue.size >= this.config.maxQueuedDials) {
+      this.#dialsRefused++;
+      const why =
+        this.#pending.size >= this.config.maxPendingDials
+          ? `${this.#pending.size} dials already pending`
+          : "connection limit reached";
       return Promise.reject(
-        new DialError(`dial ${address}: ${this.#pending.size} dials already pending`),
+        new DialBusyError(
+          `dial ${address} via ${this.peer.id}: ${why}, ${this.#queue.size} queued`,
+          DIAL_BUSY_RETRY_AFTER_MS,
+        ),
       );
     }
-    if (this.#conns.size + this.#pending.size >= this.config.maxConnections) {
-      return Promise.reject(new DialError(`dial ${address}: connection limit reached`));
+    return this.#enqueueDial(address, options, timeoutMs);
+  }
+
+  /** A dial may start now: under `maxPendingDials` and `maxConnections`. */
+  #hasDialSlot(): boolean {
+    return (
+      this.#pending.size < this.config.maxPendingDials &&
+      this.#conns.size + this.#pending.size < this.config.maxConnections
+    );
+  }
+
+  /** Wait for a slot, until the dial's own timeout; then start it with the time left. */
+  #enqueueDial(address: string, options: SessionDialOptions, timeoutMs: number): Promise<Channel> {
+    this.#dialsQueued++;
+    const { signal } = options;
+    return new Promise<Channel>((resolve, reject) => {
+      const entry: QueuedDial = {
+        address,
+        options,
+        deadline: this.#timers.now() + timeoutMs,
+        resolve,
+        reject,
+        leave: () => {
+          this.#queue.delete(entry);
+          this.#timers.clearTimeout(timer);
+          signal?.removeEventListener("abort", onAbort);
+        },
+      };
+      const onAbort = (): void => {
+        entry.leave();
+        reject(abortedError(signal as AbortSignal, `dial ${address}`));
+      };
+      const timer = this.#timers.setTimeout(() => {
+        entry.leave();
+        reject(
+          new TimeoutError(
+            `dial ${address} timed out after ${timeoutMs} ms waiting for a free dial slot`,
+            timeoutMs,
+          ),
+        );
+      }, timeoutMs);
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.#queue.add(entry);
+    });
+  }
+
+  /** Start queued dials while there are slots (called whenever a dial or connection ends). */
+  #pumpDials(): void {
+    while (this.#queue.size > 0 && this.#state === "open" && this.#hasDialSlot()) {
+      const entry = this.#queue.values().next().value as QueuedDial;
+      entry.leave();
+      const left = Math.ceil(entry.deadline - this.#timers.now());
+      if (left <= 0) {
+        entry.reject(
+          new TimeoutError(`dial ${entry.address} timed out waiting for a free dial slot`, 0),
+        );
+        continue;
+      }
+      this.#startDial(entry.address, entry.options, left).then(entry.resolve, entry.reject);
     }
-    const timeoutMs = options.timeoutMs ?? this.config.dialTimeoutMs;
+  }
+
+  #startDial(address: string, options: SessionDialOptions, timeoutMs: number): Promise<Channel> {
+    const { signal } = options;
     const random = this.#nextDialId++;
     return new Promise<Channel>((resolve, reject) => {
       let timer: SessionTimerHandle | undefined;
@@ -519,6 +638,12 @@ export class KonnectivitySession implements Dialer<string>, AsyncDisposable {
       c.windowWaiter = undefined;
     }
     for (const w of this.#drainWaiters.splice(0)) w.reject(connErr);
+    for (const q of [...this.#queue]) {
+      q.leave();
+      q.reject(
+        new DialError(`dial ${q.address}: the konnectivity session ended first`, { cause: err }),
+      );
+    }
     const pending = [...this.#pending.values()];
     this.#pending.clear();
     for (const p of pending) {
@@ -978,6 +1103,7 @@ export class KonnectivitySession implements Dialer<string>, AsyncDisposable {
     if (was !== "close-sent") this.#sendClose(conn, PacketType.CLOSE_RSP, "");
     conn.state = tunnelTransition(was, "recv-close");
     this.#conns.delete(id);
+    if (this.#queue.size > 0) queueMicrotask(() => this.#pumpDials());
     this.#windowSum -= conn.recvWindow;
     this.#windowGrowth -= conn.recvWindow - this.config.connectionWindow;
     if (conn.incomingRandom !== undefined) this.#incoming.delete(conn.incomingRandom);
@@ -1102,6 +1228,7 @@ export class KonnectivitySession implements Dialer<string>, AsyncDisposable {
     }
     this.#pending.delete(p.random);
     entry.cleanup();
+    queueMicrotask(() => this.#pumpDials());
     if (!ok) {
       if (entry.state === "waiting") {
         entry.reject(

@@ -132,6 +132,7 @@ export async function refuseHttp(
   status: number,
   statusText: string,
   reason: string,
+  extraHeaders: Readonly<Record<string, string>> = {},
 ): Promise<void> {
   const body = new TextEncoder().encode(`${reason}\n`);
   const safe = reason.replace(/[\r\n]/g, " ").slice(0, 512);
@@ -142,6 +143,7 @@ export async function refuseHttp(
         "Content-Type": "text/plain; charset=utf-8",
         "Content-Length": String(body.byteLength),
         Connection: "close",
+        ...extraHeaders,
         [REFUSAL_REASON_HEADER]: safe,
       }),
     );

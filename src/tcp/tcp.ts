@@ -116,6 +116,12 @@ export class TcpDialer implements Dialer<TcpTarget> {
 export interface TcpListenOptions {
   /** Accepted channels waiting for the caller before new ones are reset. Default 128. */
   readonly backlog?: number;
+  /**
+   * Connections the kernel holds before they are accepted (listen(2) backlog, capped
+   * by `net.core.somaxconn`): a burst beyond it is refused (`EAGAIN` on a Unix
+   * socket). Default 511. Not settable for TCP under Deno (its listener keeps its own).
+   */
+  readonly listenBacklog?: number;
   readonly noDelay?: boolean;
   readonly config?: Partial<ChannelConfig>;
 }
@@ -167,6 +173,9 @@ export async function listenTcp(
   const target: TcpTarget =
     "path" in addr ? { path: addr.path } : { host: addr.host ?? "127.0.0.1", port: addr.port };
   checkTarget(target);
+  if (options.listenBacklog !== undefined) {
+    positiveInt("listenBacklog", options.listenBacklog, 1, 1_000_000);
+  }
   const queue = new AcceptQueue(options.backlog ?? DEFAULT_ACCEPT_BACKLOG);
   try {
     const server = await listenSocket(
@@ -175,7 +184,7 @@ export async function listenTcp(
         const ch = new SocketChannel(conn, nonePeer(conn), options.config);
         if (!queue.push(ch)) ch.abort(new ChannelResetError("listener backlog full or closed"));
       },
-      { noDelay: options.noDelay },
+      { noDelay: options.noDelay, listenBacklog: options.listenBacklog },
     );
     return new TcpListener(server.addr, queue, () => server.close());
   } catch (err) {

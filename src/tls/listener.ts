@@ -85,6 +85,11 @@ export interface TlsListenOptions extends TlsServerOptions {
   /** Verified channels waiting for the caller before new ones are reset. Default 128. */
   readonly backlog?: number;
   /**
+   * Connections the kernel holds before they are accepted (listen(2) backlog,
+   * capped by `net.core.somaxconn`). Default 511.
+   */
+  readonly listenBacklog?: number;
+  /**
    * Told about every connection refused during the handshake or verification
    * (PEER_VERIFICATION_FAILED with its reason, TIMEOUT, DIAL_FAILED). Such
    * connections are reset and never yielded.
@@ -161,6 +166,9 @@ export async function listenTls(
   const acceptor = new TlsAcceptor(options);
   const backlog = options.backlog ?? DEFAULT_ACCEPT_BACKLOG;
   positiveInt("backlog", backlog, 1, 1_000_000);
+  if (options.listenBacklog !== undefined) {
+    positiveInt("listenBacklog", options.listenBacklog, 1, 1_000_000);
+  }
   const queue = new AcceptQueue(backlog);
   let listener: TlsListenerImpl | undefined;
   const onTransport = (t: TlsTransport): void => {
@@ -178,7 +186,9 @@ export async function listenTls(
     );
   };
   try {
-    const server = await listenTcpTransports({ host, port: addr.port }, onTransport);
+    const server = await listenTcpTransports({ host, port: addr.port }, onTransport, {
+      listenBacklog: options.listenBacklog,
+    });
     listener = new TlsListenerImpl(server.addr, queue, acceptor, () => server.close());
     return listener;
   } catch (err) {

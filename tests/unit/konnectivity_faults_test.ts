@@ -4,6 +4,7 @@
  * the test writes encoded packets into) plays the misbehaving side; time is a fake clock.
  */
 import assert from "node:assert/strict";
+import process from "node:process";
 import { after, describe, it } from "node:test";
 import WebSocket, { WebSocketServer } from "ws";
 import {
@@ -29,6 +30,7 @@ import {
   type TunnelChannel,
   wsPipe,
 } from "../../src/konnectivity/mod.ts";
+import { DialBusyError } from "../../src/konnectivity/session.ts";
 import { FakeClock } from "../_harness/konnectivity_clock.ts";
 import { AGENT_ID, SERVER_ID } from "../_harness/konnectivity_pairs.ts";
 
@@ -544,7 +546,7 @@ describe("checklist 35: dial floods beyond the limits", () => {
   });
 
   it("local dials beyond maxPendingDials are refused at once with DIAL_FAILED", async () => {
-    const raw = rawPeer("server", { config: { maxPendingDials: 3 } });
+    const raw = rawPeer("server", { config: { maxPendingDials: 3, maxQueuedDials: 0 } });
     const dials = [1, 2, 3].map((i) => raw.s.dial(`x:${i}`));
     for (const d of dials) d.catch(() => {});
     await assert.rejects(
@@ -555,6 +557,119 @@ describe("checklist 35: dial floods beyond the limits", () => {
     raw.s.close();
     for (const d of dials) await assert.rejects(d, DialError);
     assert.equal(raw.s.stats().pendingDials, 0);
+  });
+});
+
+describe("dials beyond the limits wait in a bounded queue", () => {
+  const dialReqs = (raw: ReturnType<typeof rawPeer>) =>
+    raw.recv().filter((p) => p.type === PacketType.DIAL_REQ) as Array<{
+      random: number;
+      address: string;
+    }>;
+  const answer = (raw: ReturnType<typeof rawPeer>, random: number, connectID: number) =>
+    raw.send({ type: PacketType.DIAL_RSP, error: "", connectID, random, window: 0 });
+
+  it("queued in order, started as slots free; past the queue: DialBusyError at once", async () => {
+    const raw = rawPeer("server", { config: { maxPendingDials: 2, maxQueuedDials: 3 } });
+    const dials = [1, 2, 3, 4, 5].map((i) => raw.s.dial(`x:${i}`));
+    for (const d of dials) d.catch(() => {});
+    assert.deepEqual(
+      dialReqs(raw).map((p) => p.address),
+      ["x:1", "x:2"],
+    );
+    assert.equal(raw.s.stats().pendingDials, 2);
+    assert.equal(raw.s.stats().queuedDials, 3);
+    await assert.rejects(raw.s.dial("x:6"), (e: unknown) => {
+      assert.ok(e instanceof DialBusyError);
+      assert.ok(e instanceof DialError);
+      assert.equal(e.code, "DIAL_FAILED");
+      assert.equal(e.reason, "busy");
+      assert.equal(e.retryAfterMs, 1000);
+      assert.match(e.message, /dial x:6 via .*2 dials already pending, 3 queued/);
+      return true;
+    });
+    // An answer frees a slot: the oldest queued dial goes out.
+    answer(raw, dialReqs(raw)[0].random, 1);
+    await new Promise((r) => setTimeout(r, 0));
+    assert.deepEqual(
+      dialReqs(raw).map((p) => p.address),
+      ["x:1", "x:2", "x:3"],
+    );
+    assert.equal((await dials[0]).peer.id, AGENT_ID.id);
+    assert.equal(raw.s.stats().queuedDials, 2);
+    // A refused dial frees its slot too.
+    raw.send({
+      type: PacketType.DIAL_RSP,
+      error: "nope",
+      connectID: 0,
+      random: dialReqs(raw)[1].random,
+      window: 0,
+    });
+    await assert.rejects(dials[1], DialError);
+    await new Promise((r) => setTimeout(r, 0));
+    assert.deepEqual(
+      dialReqs(raw).map((p) => p.address),
+      ["x:1", "x:2", "x:3", "x:4"],
+    );
+    const st = raw.s.stats();
+    assert.equal(st.dialsQueued, 3);
+    assert.equal(st.dialsRefused, 1);
+    // Closing the session fails what is still queued.
+    raw.s.close();
+    await assert.rejects(
+      dials[4],
+      (e: unknown) => e instanceof DialError && /session ended/.test(String(e)),
+    );
+    assert.equal(raw.s.stats().queuedDials, 0);
+  });
+
+  it("a queued dial times out on its own clock, or leaves on abort, without a DIAL_REQ", async () => {
+    const raw = rawPeer("server", { config: { maxPendingDials: 1, maxQueuedDials: 10 } });
+    const first = raw.s.dial("x:1", { timeoutMs: 60_000 });
+    first.catch(() => {});
+    const timed = raw.s.dial("x:2", { timeoutMs: 500 });
+    const ac = new AbortController();
+    const aborted = raw.s.dial("x:3", { signal: ac.signal, timeoutMs: 60_000 });
+    const late = raw.s.dial("x:4", { timeoutMs: 1000 });
+    assert.equal(raw.s.stats().queuedDials, 3);
+    ac.abort(new Error("caller gave up"));
+    await assert.rejects(aborted, AbortedError);
+    raw.clock.advance(501);
+    await assert.rejects(
+      timed,
+      (e: unknown) => e instanceof TimeoutError && /free dial slot/.test(String(e)),
+    );
+    assert.equal(raw.s.stats().queuedDials, 1);
+    // x:4 leaves the queue with 499 ms left: its dial keeps only that long.
+    answer(raw, dialReqs(raw)[0].random, 1);
+    await new Promise((r) => setTimeout(r, 0));
+    assert.deepEqual(
+      dialReqs(raw).map((p) => p.address),
+      ["x:1", "x:4"],
+    );
+    raw.clock.advance(500);
+    await assert.rejects(late, TimeoutError);
+    raw.s.close();
+  });
+
+  it("memory: 10,000 queued dials cost under 4 KiB each (documented: about 1.5 KiB)", async () => {
+    const raw = rawPeer("server", { config: { maxPendingDials: 1, maxQueuedDials: 10_000 } });
+    const gc = (globalThis as { gc?: () => void }).gc;
+    gc?.();
+    const before = process.memoryUsage().heapUsed;
+    const dials: Promise<Channel>[] = [];
+    for (let i = 0; i < 10_001; i++) {
+      const d = raw.s.dial(`10.0.${i >> 8}.${i & 255}:10250`, { timeoutMs: 600_000 });
+      d.catch(() => {});
+      dials.push(d);
+    }
+    gc?.();
+    const perDial = (process.memoryUsage().heapUsed - before) / 10_000;
+    assert.equal(raw.s.stats().queuedDials, 10_000);
+    assert.ok(perDial < 4096, `${perDial.toFixed(0)} bytes per queued dial`);
+    raw.s.close();
+    await Promise.allSettled(dials);
+    assert.equal(raw.s.stats().queuedDials, 0);
   });
 });
 
