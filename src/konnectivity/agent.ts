@@ -24,7 +24,7 @@ import {
 } from "./agent_routes.ts";
 import type { SessionConfig } from "./config.ts";
 import { type DialRefusal, relayDialHandler } from "./relay.ts";
-import { KonnectivitySession } from "./session.ts";
+import { DialBusyError, KonnectivitySession } from "./session.ts";
 import { wsPipe } from "./ws_pipe.ts";
 import {
   AGENT_ID_HEADER,
@@ -41,8 +41,17 @@ export interface KonnectivityAgentConfig {
   readonly maxBackoffMs: number;
   /** Each failed attempt multiplies the delay by this. */
   readonly backoffMultiplier: number;
-  /** Fraction of each delay taken off at random (0 = none, 0.5 = up to half), so agents spread out. */
+  /**
+   * Fraction of each delay taken off at random, so agents spread out: 1 = full
+   * jitter (each wait drawn from (0, cap]), 0.5 = up to half, 0 = none.
+   */
   readonly jitter: number;
+  /**
+   * After a connection that was up ends (the server went away), the first reconnect
+   * waits a time drawn from [0, this], so agents restarted or dropped at once do not
+   * arrive at once. 0 = no spread (the backoff alone).
+   */
+  readonly reconnectSpreadMs: number;
   /** A connection that lived this long resets the backoff to `minBackoffMs`. */
   readonly stableAfterMs: number;
   /** Guards against a server that never answers the TCP connect. */
@@ -55,12 +64,17 @@ export interface KonnectivityAgentConfig {
   readonly maxPayload: number;
 }
 
-/** Defaults: backoff 500 ms x1.5 up to 10 s with 20% jitter, reset after 10 s up; 10 s connect and handshake; 16 KiB headers; 1 MiB messages. */
+/**
+ * Defaults: backoff 500 ms x1.5 up to 10 s with full jitter, reset after 10 s up; the
+ * first reconnect after a drop spread over 5 s; 10 s connect and handshake; 16 KiB
+ * headers; 1 MiB messages.
+ */
 export const DEFAULT_KONNECTIVITY_AGENT_CONFIG: KonnectivityAgentConfig = Object.freeze({
   minBackoffMs: 500,
   maxBackoffMs: 10_000,
   backoffMultiplier: 1.5,
-  jitter: 0.2,
+  jitter: 1,
+  reconnectSpreadMs: 5000,
   stableAfterMs: 10_000,
   connectTimeoutMs: 10_000,
   handshakeTimeoutMs: 10_000,
@@ -87,15 +101,46 @@ export function verifyKonnectivityAgentConfig(
   if (!(c.backoffMultiplier >= 1 && c.backoffMultiplier <= 10)) {
     throw new RangeError(`backoffMultiplier must be in [1, 10], got ${c.backoffMultiplier}`);
   }
-  if (!(c.jitter >= 0 && c.jitter < 1)) {
-    throw new RangeError(`jitter must be in [0, 1), got ${c.jitter}`);
+  if (!(c.jitter >= 0 && c.jitter <= 1)) {
+    throw new RangeError(`jitter must be in [0, 1], got ${c.jitter}`);
   }
+  positiveInt("reconnectSpreadMs", c.reconnectSpreadMs, 0, 3_600_000);
   positiveInt("stableAfterMs", c.stableAfterMs, 1, 24 * 3_600_000);
   positiveInt("connectTimeoutMs", c.connectTimeoutMs, 1, 3_600_000);
   positiveInt("handshakeTimeoutMs", c.handshakeTimeoutMs, 1, 3_600_000);
   positiveInt("maxHeaderBytes", c.maxHeaderBytes, 256, 1024 * 1024);
   positiveInt("maxPayload", c.maxPayload, 256, 64 * 1024 * 1024);
   return c;
+}
+
+/**
+ * The wait before a reconnect: `attempt` failures in a row so far (0 after the first),
+ * `random` in [0, 1). The cap is `minBackoffMs x backoffMultiplier^attempt`, at most
+ * `maxBackoffMs`; `jitter` takes up to that fraction off (1: drawn from (0, cap]).
+ * After a connection that was up (`afterDrop`), at least a draw from
+ * [0, `reconnectSpreadMs`]; after a refusal that named a wait (`Retry-After`), that wait
+ * plus the jittered backoff. Never below 1 ms.
+ *
+ * @example
+ * ```ts
+ * import { agentReconnectDelay, DEFAULT_KONNECTIVITY_AGENT_CONFIG as c } from "./agent.ts";
+ * const d = agentReconnectDelay(c, { attempt: 3, random: () => 0.5 });
+ * if (d !== Math.round(500 * 1.5 ** 3 * 0.5)) throw new Error(String(d));
+ * ```
+ */
+export function agentReconnectDelay(
+  c: KonnectivityAgentConfig,
+  o: { attempt: number; random: () => number; afterDrop?: boolean; retryAfterMs?: number },
+): number {
+  const cap = Math.min(c.maxBackoffMs, c.minBackoffMs * c.backoffMultiplier ** o.attempt);
+  let delay = cap * (1 - c.jitter * o.random());
+  if (o.afterDrop && c.reconnectSpreadMs > 0) {
+    delay = Math.max(delay, c.reconnectSpreadMs * o.random());
+  }
+  if (o.retryAfterMs !== undefined && o.retryAfterMs > 0) {
+    delay += Math.min(o.retryAfterMs, 3_600_000);
+  }
+  return Math.max(1, Math.round(delay));
 }
 
 /** `connecting` -> `connected` -> `backoff` -> `connecting` ...; `closed` is final. */
@@ -348,6 +393,7 @@ export class KonnectivityAgent implements AsyncDisposable {
         if (stop.aborted) break;
         if (performance.now() - startedAt >= this.config.stableAfterMs) this.#attempt = 0;
         this.#setState("backoff", info.error);
+        await this.#sleep(this.#nextDelay({ afterDrop: true }), stop);
       } catch (err) {
         if (stop.aborted) break;
         const e =
@@ -355,17 +401,21 @@ export class KonnectivityAgent implements AsyncDisposable {
             ? err
             : new DialError(`connecting failed: ${(err as Error).message}`, { cause: err });
         this.#setState("backoff", e);
+        const retryAfterMs = e instanceof DialBusyError ? e.retryAfterMs : undefined;
+        await this.#sleep(this.#nextDelay({ retryAfterMs }), stop);
       }
-      await this.#sleep(this.#nextDelay(), stop);
     }
     if (this.#state !== "closed") this.#setState("closed");
   }
 
-  #nextDelay(): number {
-    const c = this.config;
-    const base = Math.min(c.maxBackoffMs, c.minBackoffMs * c.backoffMultiplier ** this.#attempt);
+  #nextDelay(o: { afterDrop?: boolean; retryAfterMs?: number }): number {
+    const delay = agentReconnectDelay(this.config, {
+      attempt: this.#attempt,
+      random: this.#random,
+      ...o,
+    });
     this.#attempt = Math.min(this.#attempt + 1, 64);
-    return Math.max(1, Math.round(base * (1 - c.jitter * this.#random())));
+    return delay;
   }
 
   #sleep(ms: number, stop: AbortSignal): Promise<void> {

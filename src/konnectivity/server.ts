@@ -276,12 +276,20 @@ const defaultLogger: KonnectivityServerLogger = {
 class HttpRefusal extends Error {
   readonly status: number;
   readonly statusText: string;
-  constructor(status: number, statusText: string, message: string) {
+  /** Sent as `Retry-After` (seconds), if set. */
+  readonly retryAfterS: number | undefined;
+  constructor(status: number, statusText: string, message: string, retryAfterS?: number) {
     super(message);
     this.status = status;
     this.statusText = statusText;
+    this.retryAfterS = retryAfterS;
   }
 }
+
+/** `Retry-After` when the server is full (agents add their jittered backoff on top). */
+const FULL_RETRY_AFTER_S = 10;
+/** `Retry-After` while the server shuts down (a restart is usually under way). */
+const CLOSING_RETRY_AFTER_S = 2;
 
 /** Compare two secrets in time independent of where they differ (SHA-256 first, so lengths leak nothing). */
 async function constantTimeEqual(a: string, b: string): Promise<boolean> {
@@ -536,13 +544,21 @@ export class KonnectivityServer implements Dialer<string>, AsyncDisposable {
     } catch (err) {
       if (err instanceof HttpRefusal) {
         this.#log.warn(`agent refused (${err.status}): ${err.message}`);
-        await refuseHttp(ch, err.status, err.statusText, err.message);
+        await refuseHttp(
+          ch,
+          err.status,
+          err.statusText,
+          err.message,
+          err.retryAfterS === undefined ? {} : { "Retry-After": String(err.retryAfterS) },
+        );
         return;
       }
       throw err;
     }
     if (this.#closing) {
-      await refuseHttp(ch, 503, "Service Unavailable", "the server is shutting down");
+      await refuseHttp(ch, 503, "Service Unavailable", "the server is shutting down", {
+        "Retry-After": String(CLOSING_RETRY_AFTER_S),
+      });
       return;
     }
     const ws = await acceptUpgrade(ch, agent.key, head.rest, c.maxPayload);
@@ -673,7 +689,12 @@ export class KonnectivityServer implements Dialer<string>, AsyncDisposable {
       throw new HttpRefusal(403, "Forbidden", `agent ${id} may not claim ${outside}`);
     }
     if (!this.#agents.has(id) && this.#agents.size >= c.maxAgents) {
-      throw new HttpRefusal(503, "Service Unavailable", `${c.maxAgents} agents already registered`);
+      throw new HttpRefusal(
+        503,
+        "Service Unavailable",
+        `${c.maxAgents} agents already registered`,
+        FULL_RETRY_AFTER_S,
+      );
     }
     return { id, peer, identifiers, key };
   }

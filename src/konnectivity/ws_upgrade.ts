@@ -11,6 +11,7 @@ import { webSocketOverChannel } from "../_runtime/ws_channel.ts";
 import { AuthError, DialError, ProtocolError } from "../channel/errors.ts";
 import type { Channel } from "../channel/types.ts";
 import { encodeHttpHead, readHttpHead } from "./http_head.ts";
+import { DialBusyError } from "./session.ts";
 
 const WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
@@ -59,7 +60,8 @@ export interface UpgradeClientOptions {
 
 /**
  * Send the upgrade request on `channel` and wait for `101`. A refusal rejects
- * with `AUTH_FAILED` (401/403), `DIAL_FAILED` (503, the server is full) or
+ * with `AUTH_FAILED` (401/403), `DIAL_FAILED` (503, the server is full; a
+ * {@link DialBusyError} with `retryAfterMs` when it sent `Retry-After`) or
  * `PROTOCOL_ERROR`; the server's reason is in the message. On success the
  * returned WebSocket owns `channel`.
  */
@@ -96,7 +98,11 @@ export async function upgradeClient(
     const reason = head.headers.get(REFUSAL_REASON_HEADER) ?? head.startLine.slice(2).join(" ");
     const msg = `${options.host} refused the agent (HTTP ${status}): ${reason}`;
     if (status === 401 || status === 403) throw new AuthError(msg);
-    if (status === 503) throw new DialError(msg);
+    if (status === 503) {
+      const after = /^\d{1,7}$/.exec(head.headers.get("retry-after") ?? "")?.[0];
+      if (after !== undefined) throw new DialBusyError(msg, Math.min(Number(after), 3600) * 1000);
+      throw new DialError(msg);
+    }
     throw new ProtocolError(msg);
   }
   if (head.headers.get("sec-websocket-accept") !== (await webSocketAcceptKey(key))) {

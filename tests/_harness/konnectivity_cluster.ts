@@ -16,6 +16,7 @@ import { makeTestPki, type TestPki } from "../../src/testing/_fixtures/pki.ts";
 export const FAST_AGENT_CONFIG = Object.freeze({
   minBackoffMs: 10,
   maxBackoffMs: 200,
+  reconnectSpreadMs: 50,
   handshakeTimeoutMs: 5_000,
   connectTimeoutMs: 5_000,
 });

@@ -74,7 +74,11 @@ describe("konnectivity server config", () => {
     assert.throws(() => verifyKonnectivityServerConfig({ handshakeTimeoutMs: -1 }), RangeError);
   });
   it("verifyKonnectivityAgentConfig names the bad field", () => {
-    assert.throws(() => verifyKonnectivityAgentConfig({ jitter: 1 }), /jitter/);
+    assert.throws(() => verifyKonnectivityAgentConfig({ jitter: 1.5 }), /jitter/);
+    assert.throws(
+      () => verifyKonnectivityAgentConfig({ reconnectSpreadMs: -1 }),
+      /reconnectSpreadMs/,
+    );
     assert.throws(
       () => verifyKonnectivityAgentConfig({ minBackoffMs: 100, maxBackoffMs: 10 }),
       /maxBackoffMs/,
