@@ -44,8 +44,17 @@ import {
 export interface KonnectivityServerConfig {
   /** Agents registered at once; a new agent id beyond this is refused (HTTP 503). */
   readonly maxAgents: number;
-  /** Connections between TCP accept and a registered agent; more are reset. */
+  /**
+   * Agents past TLS whose WebSocket upgrade is being handled at once; more wait
+   * (see `maxWaitingAgents`) until one finishes.
+   */
   readonly maxPendingHandshakes: number;
+  /**
+   * Verified agents waiting for an upgrade slot; beyond this a new one is reset,
+   * logged and counted (`refusals["backlog-full"]`). A restart's reconnect storm
+   * waits here instead of being reset into back-off.
+   */
+  readonly maxWaitingAgents: number;
   /** Guards against a client that stalls the WebSocket upgrade request (after TLS). */
   readonly handshakeTimeoutMs: number;
   /** Largest upgrade request head accepted (HTTP 431 beyond). */
@@ -58,10 +67,11 @@ export interface KonnectivityServerConfig {
   readonly closeTimeoutMs: number;
 }
 
-/** Defaults: 1000 agents, 64 pending handshakes, 10 s upgrade timeout, 16 KiB headers, 1 MiB messages, 5 s authorize, 5 s close. */
+/** Defaults: 1000 agents, 64 pending handshakes and 1024 waiting, 10 s upgrade timeout, 16 KiB headers, 1 MiB messages, 5 s authorize, 5 s close. */
 export const DEFAULT_KONNECTIVITY_SERVER_CONFIG: KonnectivityServerConfig = Object.freeze({
   maxAgents: 1000,
   maxPendingHandshakes: 64,
+  maxWaitingAgents: 1024,
   handshakeTimeoutMs: 10_000,
   maxHeaderBytes: 16 * 1024,
   maxPayload: 1024 * 1024,
@@ -85,6 +95,7 @@ export function verifyKonnectivityServerConfig(
   const c = { ...DEFAULT_KONNECTIVITY_SERVER_CONFIG, ...partial };
   positiveInt("maxAgents", c.maxAgents, 1, 1_000_000);
   positiveInt("maxPendingHandshakes", c.maxPendingHandshakes, 1, 1_000_000);
+  positiveInt("maxWaitingAgents", c.maxWaitingAgents, 1, 1_000_000);
   positiveInt("handshakeTimeoutMs", c.handshakeTimeoutMs, 1, 3_600_000);
   positiveInt("maxHeaderBytes", c.maxHeaderBytes, 256, 1024 * 1024);
   positiveInt("maxPayload", c.maxPayload, 256, 64 * 1024 * 1024);
@@ -305,6 +316,10 @@ async function constantTimeEqual(a: string, b: string): Promise<boolean> {
   return diff === 0;
 }
 
+function count(m: Map<string, number>, key: string): void {
+  m.set(key, (m.get(key) ?? 0) + 1);
+}
+
 function withTimeout<T>(p: T | Promise<T>, ms: number, what: string): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const t = setTimeout(
@@ -351,6 +366,8 @@ export class KonnectivityServer implements Dialer<string>, AsyncDisposable {
   readonly #log: KonnectivityServerLogger;
   readonly #agents = new Map<string, AgentEntry>();
   readonly #handshakes = new Set<Channel>();
+  readonly #refusals: Map<string, number>;
+  #slotFreed: (() => void) | undefined;
   readonly #waiters = new Set<() => void>();
   #closing: Promise<void> | undefined;
   #generation = 0;
@@ -359,7 +376,9 @@ export class KonnectivityServer implements Dialer<string>, AsyncDisposable {
     listener: TlsListener,
     options: KonnectivityServerOptions,
     config: KonnectivityServerConfig,
+    refusals: Map<string, number>,
   ) {
+    this.#refusals = refusals;
     this.#listener = listener;
     this.#opts = options;
     this.config = config;
@@ -374,6 +393,7 @@ export class KonnectivityServer implements Dialer<string>, AsyncDisposable {
   /** Bind the agent listener and start accepting agents. Throws `LISTEN_FAILED`, `RangeError`. */
   static async listen(options: KonnectivityServerOptions): Promise<KonnectivityServer> {
     const config = verifyKonnectivityServerConfig(options.config);
+    const refusals = new Map<string, number>();
     if (options.agentToken !== undefined && options.verifyAgentToken !== undefined) {
       throw new RangeError("agentToken and verifyAgentToken: give one of them, not both");
     }
@@ -387,12 +407,20 @@ export class KonnectivityServer implements Dialer<string>, AsyncDisposable {
         requireClientCert:
           options.tls.requireClientCert ??
           (options.agentToken === undefined && options.verifyAgentToken === undefined),
-        backlog: config.maxPendingHandshakes,
-        onRefused: (err) =>
-          (options.logger ?? defaultLogger).info(`agent TLS handshake refused: ${err.message}`),
+        backlog: config.maxWaitingAgents,
+        onRefused: (err) => {
+          count(refusals, "tls");
+          (options.logger ?? defaultLogger).info(`agent TLS handshake refused: ${err.message}`);
+        },
+        onOverflow: (peer) => {
+          count(refusals, "backlog-full");
+          (options.logger ?? defaultLogger).warn(
+            `agent ${peer.id} reset: ${config.maxWaitingAgents} verified agents already waiting (maxWaitingAgents)`,
+          );
+        },
       },
     );
-    return new KonnectivityServer(listener, options, config);
+    return new KonnectivityServer(listener, options, config, refusals);
   }
 
   /** The registered agents. */
@@ -499,18 +527,37 @@ export class KonnectivityServer implements Dialer<string>, AsyncDisposable {
 
   async #acceptLoop(): Promise<void> {
     for await (const ch of this.#listener) {
-      if (this.#handshakes.size >= this.config.maxPendingHandshakes) {
-        ch.abort(new ChannelResetError("too many pending agent handshakes"));
-        continue;
-      }
       this.#handshakes.add(ch);
       this.#handshake(ch)
         .catch((err: unknown) => {
+          count(this.#refusals, "handshake-failed");
           this.#log.info(`agent handshake failed: ${(err as Error).message}`);
           ch.abort(err);
         })
-        .finally(() => this.#handshakes.delete(ch));
+        .finally(() => {
+          this.#handshakes.delete(ch);
+          this.#slotFreed?.();
+        });
+      // Over the limit, stop taking verified agents from the listener until an upgrade
+      // finishes: they wait in its queue (maxWaitingAgents), not reset into back-off.
+      while (this.#handshakes.size >= this.config.maxPendingHandshakes && !this.#closing) {
+        await new Promise<void>((r) => {
+          this.#slotFreed = () => {
+            this.#slotFreed = undefined;
+            r();
+          };
+        });
+      }
     }
+  }
+
+  /**
+   * Agents refused since start, by cause: `tls` (handshake or verification),
+   * `backlog-full` (over `maxWaitingAgents`), `handshake-failed` (upgrade timed out
+   * or broke), and `http-<status>` for each upgrade answered with an error (401, 403, 503 ...).
+   */
+  get refusals(): Readonly<Record<string, number>> {
+    return Object.freeze(Object.fromEntries(this.#refusals));
   }
 
   async #handshake(ch: Channel): Promise<void> {
@@ -543,6 +590,7 @@ export class KonnectivityServer implements Dialer<string>, AsyncDisposable {
       agent = await this.#authenticate(ch, head.startLine, head.headers);
     } catch (err) {
       if (err instanceof HttpRefusal) {
+        count(this.#refusals, `http-${err.status}`);
         this.#log.warn(`agent refused (${err.status}): ${err.message}`);
         await refuseHttp(
           ch,
@@ -556,6 +604,7 @@ export class KonnectivityServer implements Dialer<string>, AsyncDisposable {
       throw err;
     }
     if (this.#closing) {
+      count(this.#refusals, "http-503");
       await refuseHttp(ch, 503, "Service Unavailable", "the server is shutting down", {
         "Retry-After": String(CLOSING_RETRY_AFTER_S),
       });

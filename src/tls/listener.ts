@@ -10,7 +10,7 @@ import { channelTransport, listenTcpTransports, type TlsTransport } from "../_ru
 import { AcceptQueue, DEFAULT_ACCEPT_BACKLOG } from "../channel/accept_queue.ts";
 import { positiveInt } from "../channel/config.ts";
 import { ChannelResetError, ListenError, SpokewireError } from "../channel/errors.ts";
-import type { Channel, DialOptions, Listener } from "../channel/types.ts";
+import type { Channel, DialOptions, Listener, PeerIdentity } from "../channel/types.ts";
 import {
   DEFAULT_TLS_AUTHORIZE_TIMEOUT_MS,
   DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS,
@@ -95,6 +95,8 @@ export interface TlsListenOptions extends TlsServerOptions {
    * connections are reset and never yielded.
    */
   readonly onRefused?: (error: SpokewireError) => void;
+  /** Told about each verified connection reset because `backlog` channels were already waiting. */
+  readonly onOverflow?: (peer: PeerIdentity) => void;
 }
 
 /** A TLS listener; {@link TlsListener.updateCredentials} rotates its certificate live. */
@@ -178,7 +180,10 @@ export async function listenTls(
     }
     acceptor.accept(t, `client of ${listener.addr}`, listener.stopSignal).then(
       (ch) => {
-        if (!queue.push(ch)) ch.abort(new ChannelResetError("listener backlog full or closed"));
+        if (!queue.push(ch)) {
+          if (!queue.ended) options.onOverflow?.(ch.peer);
+          ch.abort(new ChannelResetError("listener backlog full or closed"));
+        }
       },
       (err: unknown) => {
         if (err instanceof SpokewireError) options.onRefused?.(err);

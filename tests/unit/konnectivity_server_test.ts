@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import * as tls from "node:tls";
 import {
   AuthError,
   createServiceTokenVerifier,
@@ -572,6 +573,85 @@ describe("konnectivity agent: allow-list per caller", () => {
         RangeError,
       );
     } finally {
+      await c.close().catch(() => {});
+    }
+  });
+});
+
+describe("konnectivity server admission: agents over the limit wait, not reset", () => {
+  it("30 agents at once through 2 upgrade slots all register, nothing refused", {
+    timeout: 60_000,
+  }, async () => {
+    let n = 0;
+    const c = await Cluster.start(
+      {
+        config: { maxPendingHandshakes: 2 },
+        authorizeCertificate: () => `node-${n++}`,
+      },
+      pki,
+    );
+    try {
+      const agents = Array.from({ length: 30 }, () => c.agent({ allow: ["127.0.0.1:1"] }));
+      await Promise.all(agents.map((a) => a.waitConnected({ timeoutMs: 30_000 })));
+      assert.equal(c.server.agents().length, 30);
+      assert.deepEqual(c.server.refusals, {});
+      for (const a of agents) assert.equal(a.lastError, undefined, String(a.lastError));
+    } finally {
+      await c.close().catch(() => {});
+    }
+  });
+
+  it("past maxWaitingAgents a verified agent is reset, logged and counted; it retries in", {
+    timeout: 60_000,
+  }, async () => {
+    const warns: string[] = [];
+    const c = await Cluster.start(
+      {
+        config: { maxPendingHandshakes: 1, maxWaitingAgents: 1, handshakeTimeoutMs: 1500 },
+        logger: { info: () => {}, warn: (m) => warns.push(m) },
+      },
+      pki,
+    );
+    const raws: tls.TLSSocket[] = [];
+    const rawTls = () =>
+      new Promise<tls.TLSSocket>((resolve, reject) => {
+        const s = tls.connect({
+          host: "127.0.0.1",
+          port: c.server.port,
+          servername: "localhost",
+          ca: pki.ca.cert,
+          cert: pki.client.cert,
+          key: pki.client.key,
+        });
+        s.on("error", () => {});
+        s.once("secureConnect", () => resolve(s));
+        s.once("close", () => reject(new Error("closed before the handshake")));
+        raws.push(s);
+      });
+    try {
+      // A takes the only upgrade slot and says nothing; B waits in the queue; C overflows.
+      await rawTls();
+      await new Promise((r) => setTimeout(r, 200));
+      await rawTls();
+      await new Promise((r) => setTimeout(r, 200));
+      const cSock = await rawTls();
+      const closed = new Promise((r) => cSock.once("close", r));
+      await closed;
+      const end = Date.now() + 5000;
+      while ((c.server.refusals["backlog-full"] ?? 0) < 1 && Date.now() < end) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      assert.equal(c.server.refusals["backlog-full"], 1);
+      assert.ok(
+        warns.some((w) => /reset: 1 verified agents already waiting \(maxWaitingAgents\)/.test(w)),
+        warns.join("\n"),
+      );
+      // A times out of its slot (1.5 s); a real agent then gets in.
+      const agent = c.agent({ allow: ["127.0.0.1:1"] });
+      await agent.waitConnected({ timeoutMs: 20_000 });
+      assert.ok((c.server.refusals["handshake-failed"] ?? 0) >= 1);
+    } finally {
+      for (const s of raws) s.destroy();
       await c.close().catch(() => {});
     }
   });
