@@ -26,7 +26,19 @@ export interface WebSocketOverChannelOptions {
   readonly role: "client" | "server";
   /** Largest incoming message; larger frames close the socket (1009). */
   readonly maxPayload: number;
+  /**
+   * Guards against a peer that neither answers our close frame nor closes: the socket
+   * is destroyed this long after `close()` (or a refused frame) sent ours. Default
+   * {@link DEFAULT_WS_CLOSE_TIMEOUT_MS}.
+   */
+  readonly closeTimeoutMs?: number;
 }
+
+/**
+ * How long a closing WebSocket waits for the peer's close before destroying its socket
+ * (`ws`'s own default is 30 s; ours matches the server's `closeTimeoutMs`).
+ */
+export const DEFAULT_WS_CLOSE_TIMEOUT_MS = 5_000;
 
 /**
  * Run WebSocket framing over `channel`, whose HTTP upgrade has completed;
@@ -101,8 +113,18 @@ function start(
   options: WebSocketOverChannelOptions,
 ): WebSocket {
   // `new WebSocket(null)` is how `ws` builds the server side of an upgrade; the
-  // client side of a hand-made upgrade only differs in masking.
-  const ws = new WebSocket(null as unknown as string, undefined, {});
+  // client side of a hand-made upgrade only differs in masking. `ws` takes no
+  // defaults here (its server passes its own options): without `closeTimeout` the
+  // close timer is `setTimeout(destroy, undefined)`, which destroys the socket as soon
+  // as a close frame is queued, before it is flushed. A frame refused from its header
+  // (1009) then reached the peer as a bare reset.
+  // (`closeTimeout` is missing from @types/ws; ws 8 reads it.)
+  const wsOptions = { closeTimeout: options.closeTimeoutMs ?? DEFAULT_WS_CLOSE_TIMEOUT_MS };
+  const ws = new WebSocket(
+    null as unknown as string,
+    undefined,
+    wsOptions as WebSocket.ClientOptions,
+  );
   (ws as unknown as { _isServer: boolean })._isServer = options.role === "server";
   const setSocket = (
     ws as unknown as {

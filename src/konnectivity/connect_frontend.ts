@@ -158,14 +158,30 @@ export function serveConnectFrontend(
   /** Clients being told 503 because `maxConnections` are served (bounded the same). */
   const turningAway = new Set<Channel>();
 
+  /**
+   * One abort signal per connection (aborted by `close()`), not one listener per
+   * connection on a shared signal: a thousand slow clients would be a thousand
+   * listeners on it (and a MaxListenersExceededWarning from the 11th on).
+   */
+  const aborters = new Set<AbortController>();
   const serve = async (ch: Channel): Promise<void> => {
+    const ac = new AbortController();
+    if (stop.signal.aborted) ac.abort(stop.signal.reason);
+    aborters.add(ac);
+    try {
+      await serveOne(ch, ac.signal);
+    } finally {
+      aborters.delete(ac);
+    }
+  };
+  const serveOne = async (ch: Channel, signal: AbortSignal): Promise<void> => {
     const reader = ch.readable.getReader();
     let head: Awaited<ReturnType<typeof readHttpHead>>;
     try {
       head = await readHttpHead(reader, {
         maxBytes: config.maxHeaderBytes,
         timeoutMs: config.headerTimeoutMs,
-        signal: stop.signal,
+        signal,
         what: `CONNECT request from ${ch.peer.id}`,
       });
     } catch (err) {
@@ -198,7 +214,7 @@ export function serveConnectFrontend(
     try {
       const caller = (options.callerOf ?? defaultConnectCaller)(ch.peer);
       tunnel = await dialer.dial(target, {
-        signal: stop.signal,
+        signal,
         timeoutMs: config.dialTimeoutMs,
         ...(caller ? { caller } : {}),
       });
@@ -258,6 +274,7 @@ export function serveConnectFrontend(
   const close = (): Promise<void> => {
     closing ??= (async () => {
       stop.abort(new ChannelResetError("CONNECT frontend closed"));
+      for (const ac of [...aborters]) ac.abort(stop.signal.reason);
       await listener.close();
       for (const ch of [...live, ...tunnels, ...turningAway]) {
         ch.abort(new ChannelResetError("CONNECT frontend closed"));
