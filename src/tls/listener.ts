@@ -123,6 +123,17 @@ class TlsListenerImpl implements TlsListener {
     return this.#stop.signal;
   }
 
+  /** Handshakes in progress, each with its own signal (one shared signal would gather a listener per handshake). */
+  readonly #inflight = new Set<AbortController>();
+
+  /** A signal for one handshake, aborted when the listener closes; call `done` when it ends. */
+  handshakeSignal(): { signal: AbortSignal; done: () => void } {
+    const ac = new AbortController();
+    if (this.#stop.signal.aborted) ac.abort(this.#stop.signal.reason);
+    else this.#inflight.add(ac);
+    return { signal: ac.signal, done: () => this.#inflight.delete(ac) };
+  }
+
   updateCredentials(credentials: TlsCredentials): void {
     this.#acceptor.updateCredentials(credentials);
   }
@@ -131,6 +142,8 @@ class TlsListenerImpl implements TlsListener {
     this.#closing ??= (async () => {
       this.#queue.end();
       this.#stop.abort(new Error("listener closed"));
+      for (const ac of this.#inflight) ac.abort(this.#stop.signal.reason);
+      this.#inflight.clear();
       await this.#close();
     })();
     return this.#closing;
@@ -178,7 +191,10 @@ export async function listenTls(
       t.abort();
       return;
     }
-    acceptor.accept(t, `client of ${listener.addr}`, listener.stopSignal).then(
+    const hs = listener.handshakeSignal();
+    const accepting = acceptor.accept(t, `client of ${listener.addr}`, hs.signal);
+    accepting.then(hs.done, hs.done);
+    accepting.then(
       (ch) => {
         if (!queue.push(ch)) {
           if (!queue.ended) options.onOverflow?.(ch.peer);
