@@ -8,13 +8,16 @@
  * and its peer are measured close together in time; the figures are the medians
  * over the rounds, and the extra figures come from the first round. Progress goes to
  * stderr as each case starts and ends; the table goes to stdout; results are written
- * to `bench/results/latest-<runtime>.{json,md,svg}`.
+ * to `bench/results/latest-<runtime>.{json,md,svg}`. The load rows (bursts of CONNECTs,
+ * the agents' reconnect storm) run once, in the first round, and have a table of their
+ * own.
  *
  * Flags:
  * - `--quick`: a short run (first impressions, CI): 48 MB transfers, fewer round trips
  *   and setups, 5 rounds (as the full run: fewer rounds make ranges too narrow to compare).
  * - `--filter PATTERN`: only cases whose id or label contains PATTERN (or matches it as a regular expression).
  * - `--repeat N`: measured repeats per figure (default 5), after one warm-up.
+ * - `--agents N`: agents in the reconnect-storm row (default 2,000).
  * - `--json PATH`: also write the JSON results to PATH.
  * - `--readme`: replace this runtime's table in README.md (between `<!-- bench:<runtime>:start -->` and `:end -->`).
  * - `--list`: print the case ids and exit.
@@ -28,10 +31,10 @@ import { join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { allCases } from "./cases/mod.ts";
-import { markdown, noiseWarnings, ratioText, terminalTable } from "./report.ts";
+import { loadText, markdown, noiseWarnings, ratioText, terminalTable } from "./report.ts";
 import { type CaseResult, type RunResult, summarize } from "./results.ts";
 import { chartSvg } from "./svg.ts";
-import type { BenchSettings } from "./types.ts";
+import { type BenchSettings, DEFAULT_STORM_AGENTS } from "./types.ts";
 
 const HERE = fileURLToPath(new URL(".", import.meta.url));
 const ROOT = join(HERE, "..");
@@ -48,6 +51,7 @@ interface Options {
   quick: boolean;
   filter?: string;
   repeat?: number;
+  agents?: number;
   json?: string;
   readme: boolean;
   list: boolean;
@@ -55,7 +59,7 @@ interface Options {
 
 function usage(msg: string): never {
   process.stderr.write(
-    `${msg}\nusage: bench/main.ts [--quick] [--filter PATTERN] [--repeat N] [--json PATH] [--readme] [--list]\n`,
+    `${msg}\nusage: bench/main.ts [--quick] [--filter PATTERN] [--repeat N] [--agents N] [--json PATH] [--readme] [--list]\n`,
   );
   process.exit(2);
 }
@@ -78,6 +82,11 @@ function parse(argv: readonly string[]): Options {
       const n = Number(value());
       if (!Number.isInteger(n) || n < 1 || n > 100) usage("--repeat takes a whole number 1-100");
       o.repeat = n;
+    } else if (a === "--agents") {
+      const n = Number(value());
+      if (!Number.isInteger(n) || n < 1 || n > 100_000)
+        usage("--agents takes a whole number 1-100000");
+      o.agents = n;
     } else if (a === "--help" || a === "-h") usage("spokewire bench");
     else usage(`unknown argument ${a}`);
   }
@@ -96,14 +105,23 @@ function matches(filter: string | undefined, id: string, label: string): boolean
 }
 
 function settingsFor(o: Options): BenchSettings {
+  const agents = o.agents ?? DEFAULT_STORM_AGENTS;
   return o.quick
-    ? { quick: true, bytes: 48_000_000, rttSamples: 1_000, repeat: o.repeat ?? 5, setupSamples: 30 }
+    ? {
+        quick: true,
+        bytes: 48_000_000,
+        rttSamples: 1_000,
+        repeat: o.repeat ?? 5,
+        setupSamples: 30,
+        agents,
+      }
     : {
         quick: false,
         bytes: 200_000_000,
         rttSamples: 3_000,
         repeat: o.repeat ?? 5,
         setupSamples: 100,
+        agents,
       };
 }
 
@@ -184,6 +202,7 @@ function runChild(id: string, settings: BenchSettings, timeoutMs: number): Promi
         label: c?.label ?? id,
         peer: c?.peer,
         alsoVs: c?.alsoVs,
+        ...(c?.kind === "load" ? { kind: "load" as const } : {}),
         status: "failed",
         reason:
           signal === "SIGKILL"
@@ -229,6 +248,7 @@ function mergeRound(prev: CaseResult | undefined, one: CaseResult): CaseResult {
 
 function endLine(r: CaseResult): string {
   if (r.status !== "ok") return `${r.status}: ${(r.reason ?? "").split("\n")[0]}`;
+  if (r.load) return loadText(r.load);
   const m = (k: keyof NonNullable<CaseResult["samples"]>, d: number): string =>
     summarize(r.samples?.[k])?.median.toFixed(d) ?? "-";
   return `up ${m("uploadMBps", 0)} MB/s, down ${m("downloadMBps", 0)} MB/s, p50 ${m("rttP50Us", 0)} us, setup ${m("setupMs", 2)} ms`;
@@ -267,6 +287,8 @@ async function main(): Promise<void> {
   if (cases.length === 0) usage(`no case matches --filter ${o.filter}`);
   const settings = settingsFor(o);
   const timeoutMs = o.quick ? 300_000 : 900_000;
+  // A load row's scenario has its own bounds (a storm of many agents registers twice).
+  const loadTimeoutMs = 900_000;
   process.stderr.write(
     `spokewire bench (${runtime}): ${cases.length} cases, ${settings.bytes / 1e6} MB per transfer, ${settings.rttSamples} round trips, ${settings.repeat} repeats after a warm-up\n`,
   );
@@ -279,9 +301,14 @@ async function main(): Promise<void> {
     for (const [i, c] of cases.entries()) {
       const prev = byId.get(c.id);
       if (prev && prev.status !== "ok") continue; // skipped or failed: once is enough
+      if (prev && c.kind === "load") continue; // a load row runs once, in the first round
       const tag = `[round ${round + 1}/${settings.repeat}, ${i + 1}/${cases.length}] ${c.id}`;
       process.stderr.write(`${tag}: start (${c.label})\n`);
-      const one = await runChild(c.id, { ...settings, repeat: 1, extras: round === 0 }, timeoutMs);
+      const one = await runChild(
+        c.id,
+        { ...settings, repeat: 1, extras: round === 0 },
+        c.kind === "load" ? loadTimeoutMs : timeoutMs,
+      );
       const r = mergeRound(prev, one);
       byId.set(c.id, r);
       process.stderr.write(`${tag}: ${endLine(one)} (${one.seconds.toFixed(1)} s)\n`);

@@ -32,6 +32,72 @@ export interface RawSamples {
   setupMs: number[];
 }
 
+/**
+ * A burst: `clients` HTTP CONNECTs sent at once through one agent, each sending its
+ * bytes and checking every one comes back. Every client ends in exactly one of
+ * `ok`, `refused` or `lost`.
+ */
+export interface BurstFigures {
+  readonly type: "burst";
+  readonly clients: number;
+  /** Bytes each client sent (and must get back): smallest, largest. */
+  readonly bytesPerClient: readonly [number, number];
+  /** 200, and every byte came back. */
+  readonly ok: number;
+  /** 503 with Retry-After: told to come back later. */
+  readonly refused: number;
+  /** Everything else: resets, other statuses, bytes missing or wrong, timeouts. */
+  readonly lost: number;
+  /** `lost` by cause ("reset before response", "status 502", "mismatch", "connect EAGAIN", ...). */
+  readonly lostBy: Record<string, number>;
+  /** Start of the burst until every client had its response (or failed), ms. */
+  readonly openAllMs: number;
+  /** Start of the burst until every client was done, ms. */
+  readonly finishAllMs: number;
+  /** Per-client time to done, p50 and p99 (ok clients only), ms. */
+  readonly doneP50Ms?: number;
+  readonly doneP99Ms?: number;
+  /** Refusals the server's frontend logged (`connect refused (<status>)`), by status. */
+  readonly frontendRefusedBy?: Record<string, number>;
+  /** Warnings the processes printed (MaxListenersExceededWarning ...), each with its count. */
+  readonly warnings?: Record<string, number>;
+}
+
+/**
+ * A reconnect storm: `agents` authenticated agents registered with one server, the
+ * server killed (SIGKILL) and started again on the same port; how long until every
+ * agent is registered again, and what an idle agent costs the server.
+ */
+export interface StormFigures {
+  readonly type: "storm";
+  readonly agents: number;
+  /** All agents started at once against a fresh server: until all registered, ms. */
+  readonly coldStartMs: number;
+  /** The restarted server listening until all registered again, ms (the row's figure). */
+  readonly reregisterMs: number;
+  /** The kill until all registered again (includes the server's start-up), ms. */
+  readonly reregisterFromKillMs: number;
+  /** Server RSS (VmRSS) before any agent, MB. */
+  readonly serverRssIdleMb: number;
+  /** Server RSS with every agent registered and idle, MB. */
+  readonly serverRssAgentsMb: number;
+  /** (serverRssAgentsMb - serverRssIdleMb) / agents, KiB. */
+  readonly rssPerAgentKiB: number;
+  /** Refusals the restarted server logged, by cause (as `server.refusals`: tls, backlog-full, handshake-failed, http-<status>). */
+  readonly refusedBy: Record<string, number>;
+  /** Total of `refusedBy`. */
+  readonly refused: number;
+  /** Refusals the first server logged during the cold start, by cause. */
+  readonly coldRefusedBy: Record<string, number>;
+  /** Agents' failed connection attempts after the restarted server was listening, by error code. */
+  readonly agentErrors?: Record<string, number>;
+  /** Warnings the processes printed (MaxListenersExceededWarning ...), each with its count. */
+  readonly warnings?: Record<string, number>;
+}
+
+/** The figures of a load row. */
+export type LoadFigures = BurstFigures | StormFigures;
+
 /** One case's outcome. */
 export interface CaseResult {
   readonly id: string;
@@ -49,6 +115,10 @@ export interface CaseResult {
   /** Peak RSS (VmHWM) by process, MB. */
   readonly peakRssMb?: Record<string, number>;
   readonly extras?: Record<string, ExtraFigure>;
+  /** "load" for a load row (its figures in `load`, no `samples`); absent for a throughput row. */
+  readonly kind?: "load";
+  /** A load row's figures. */
+  readonly load?: LoadFigures;
   /** Wall time of the whole case, s. */
   readonly seconds: number;
 }

@@ -19,7 +19,7 @@ import {
 } from "./measure.ts";
 import { cpuSeconds, peakRss } from "./procs.ts";
 import type { CaseResult, RawSamples, Samples } from "./results.ts";
-import type { BenchSettings, CaseContext } from "./types.ts";
+import type { BenchSettings, CaseContext, LoadCase } from "./types.ts";
 
 const runtime: "node" | "deno" = "Deno" in globalThis ? "deno" : "node";
 
@@ -59,7 +59,14 @@ export async function runCase(id: string, settings: BenchSettings): Promise<Case
   const seconds = (): number => (performance.now() - t0) / 1000;
   if (!c)
     return { id, group: "?", label: id, status: "failed", reason: "no such case", seconds: 0 };
-  const base = { id: c.id, group: c.group, label: c.label, peer: c.peer, alsoVs: c.alsoVs };
+  const base = {
+    id: c.id,
+    group: c.group,
+    label: c.label,
+    peer: c.peer,
+    alsoVs: c.alsoVs,
+    ...(c.kind === "load" ? { kind: "load" as const } : {}),
+  };
   const skip = await c.skipReason?.();
   if (skip) return { ...base, status: "skipped", reason: skip, seconds: seconds() };
   const ctx: CaseContext = {
@@ -67,6 +74,7 @@ export async function runCase(id: string, settings: BenchSettings): Promise<Case
     runtime,
     log: (m) => process.stderr.write(`    ${m}\n`),
   };
+  if (c.kind === "load") return runLoad(c, ctx, base, seconds);
   let path: Awaited<ReturnType<typeof c.start>>;
   try {
     path = await c.start(ctx);
@@ -128,6 +136,28 @@ export async function runCase(id: string, settings: BenchSettings): Promise<Case
     };
   } finally {
     await path.close().catch(() => {});
+  }
+}
+
+/** A load case: its scenario, once; never throws. */
+async function runLoad(
+  c: LoadCase,
+  ctx: CaseContext,
+  base: Pick<CaseResult, "id" | "group" | "label" | "kind">,
+  seconds: () => number,
+): Promise<CaseResult> {
+  try {
+    const r = await c.run(ctx);
+    return {
+      ...base,
+      status: "ok",
+      load: r.figures,
+      peakRssMb: r.peakRssMb,
+      seconds: seconds(),
+    };
+  } catch (err) {
+    const e = err as Error;
+    return { ...base, status: "failed", reason: e?.stack ?? String(err), seconds: seconds() };
   }
 }
 

@@ -2,9 +2,12 @@
  * The benchmark's contract: a case is one path measured (spokewire's or a peer's), a
  * path opens client connections to a target that speaks the target protocol
  * (bench/target.ts), and bench/measure.ts turns those connections into figures.
+ * A load case (bursts of CONNECTs, reconnect storms) instead runs its own scenario
+ * once and reports figures of its own kind ({@link LoadFigures}).
  *
  * @module
  */
+import type { LoadFigures } from "./results.ts";
 
 /** A client-side byte stream, whatever carries it (Channel, node socket, Deno.Conn, ...). */
 export interface Conn {
@@ -35,7 +38,12 @@ export interface BenchSettings {
    * tunnels ...). The runner asks for them in the first round only. Default true.
    */
   readonly extras?: boolean;
+  /** Agents in the reconnect-storm row (`--agents N`). Default {@link DEFAULT_STORM_AGENTS}. */
+  readonly agents?: number;
 }
+
+/** Agents in the reconnect-storm row when `--agents` is not given. */
+export const DEFAULT_STORM_AGENTS = 2000;
 
 /** What a case gets when it starts. */
 export interface CaseContext {
@@ -79,6 +87,8 @@ export interface Path {
 
 /** A benchmark case: one row of the table. */
 export interface BenchCase {
+  /** A throughput row (the default): measured through {@link Path.open}. */
+  readonly kind?: "throughput";
   /** Unique, dotted: "tls.spokewire", "tls.node-tls". `--filter` matches it. */
   readonly id: string;
   /** The table section: "TCP", "TLS", "SSH", "Konnectivity", "TLS to a kubelet", "relay". */
@@ -96,3 +106,37 @@ export interface BenchCase {
   /** Start the path: listeners, processes, connections that persist across opens. */
   start(ctx: CaseContext): Promise<Path>;
 }
+
+/** What a load case's run gives back. */
+export interface LoadRun {
+  readonly figures: LoadFigures;
+  /** Peak RSS (VmHWM) by process, MB. */
+  readonly peakRssMb?: Record<string, number>;
+}
+
+/**
+ * A load row: a scenario run once (many CONNECTs at once, many agents reconnecting),
+ * with figures of its own kind, shown in the "Load" table. Not compared with a peer.
+ */
+export interface LoadCase {
+  readonly kind: "load";
+  /** Unique, dotted: "load.burst-1000". `--filter` matches it. */
+  readonly id: string;
+  /** The table section ("Load"). */
+  readonly group: string;
+  /** Row label, short and unique. */
+  readonly label: string;
+  /** A load row has no peer. */
+  readonly peer?: undefined;
+  /** A load row has no further comparisons. */
+  readonly alsoVs?: undefined;
+  /** Runtimes this case runs in. Default both. */
+  readonly runtimes?: readonly ("node" | "deno")[];
+  /** Why it cannot run on this machine, or undefined. */
+  skipReason?(): Promise<string | undefined>;
+  /** Run the scenario; stops everything it started (by PID for processes) before resolving. */
+  run(ctx: CaseContext): Promise<LoadRun>;
+}
+
+/** Any row of the bench. */
+export type AnyCase = BenchCase | LoadCase;

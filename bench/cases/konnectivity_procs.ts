@@ -74,14 +74,24 @@ export interface Child {
   waitForLine(re: RegExp, timeoutMs: number): Promise<RegExpExecArray>;
   /** SIGTERM, then SIGKILL after `graceMs`; resolves once the process exited. */
   stop(graceMs?: number): Promise<void>;
+  /** SIGKILL now (no chance to clean up); resolves once the process exited. */
+  kill(): Promise<void>;
 }
 
 /** Children still running: killed if this process exits without stopping them (a crash). */
 const running = new Set<number>();
 let exitHook = false;
 
-/** Start `script` with the bench's runtime, in the repository root. */
-export function startChild(name: string, script: string, args: readonly string[]): Child {
+/**
+ * Start `script` with the bench's runtime, in the repository root. `onLine`, if given,
+ * sees every line of its stdout and stderr as it arrives (the kept lines are bounded).
+ */
+export function startChild(
+  name: string,
+  script: string,
+  args: readonly string[],
+  onLine?: (line: string) => void,
+): Child {
   const [cmd, argv] = scriptCommand(script, args);
   const child: ChildProcess = spawn(cmd, argv, {
     cwd: REPO_ROOT,
@@ -120,6 +130,7 @@ export function startChild(name: string, script: string, args: readonly string[]
       const parts = (partial + text).split("\n");
       partial = parts.pop() ?? "";
       if (parts.length === 0) return;
+      if (onLine) for (const l of parts) onLine(l);
       lines.push(...parts);
       if (lines.length > 2000) lines.splice(0, lines.length - 1000);
       for (const w of [...watchers]) w();
@@ -187,6 +198,15 @@ export function startChild(name: string, script: string, args: readonly string[]
       });
       await Promise.race([exit, killed]);
       clearTimeout(timer);
+      await exit;
+    },
+    async kill() {
+      if (exited) return;
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        // already gone
+      }
       await exit;
     },
   };

@@ -1,7 +1,8 @@
 /**
  * The bench's outputs: the SVG chart renders to a picture that is not blank and
  * names every row; the markdown and terminal tables carry every row and the right
- * ratios; a case runs end to end through run_case.
+ * ratios; a case runs end to end through run_case. Load rows (bursts, reconnect storms)
+ * get a table of their own and stay out of the main table, the chart and the comparison.
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -12,13 +13,15 @@ import { describe, it } from "node:test";
 import { inflateSync } from "node:zlib";
 import { allCases } from "../../bench/cases/mod.ts";
 import { compareRuns, comparisonText } from "../../bench/compare.ts";
-import { markdown, terminalTable } from "../../bench/report.ts";
+import { loadRows, loadText, markdown, terminalTable } from "../../bench/report.ts";
 import {
+  type BurstFigures,
   type CaseResult,
   type RunResult,
   ratio,
   ratioBand,
   type Samples,
+  type StormFigures,
   summarize,
 } from "../../bench/results.ts";
 import { runCase } from "../../bench/run_case.ts";
@@ -259,6 +262,177 @@ describe("bench report", () => {
   });
 });
 
+const burst: BurstFigures = {
+  type: "burst",
+  clients: 10_000,
+  bytesPerClient: [4096, 7168],
+  ok: 2492,
+  refused: 2403,
+  lost: 5105,
+  lostBy: { "connect EAGAIN": 2454, "reset before response": 2651 },
+  openAllMs: 17_358,
+  finishAllMs: 17_555.4,
+  frontendRefusedBy: { 503: 2403 },
+  warnings: { "konnectivity server: MaxListenersExceededWarning": 1 },
+};
+
+const storm: StormFigures = {
+  type: "storm",
+  agents: 2000,
+  coldStartMs: 12_000,
+  reregisterMs: 9012,
+  reregisterFromKillMs: 10_480,
+  serverRssIdleMb: 90,
+  serverRssAgentsMb: 340,
+  rssPerAgentKiB: 128,
+  refusedBy: { "backlog-full": 3 },
+  refused: 3,
+  coldRefusedBy: {},
+  agentErrors: { DIAL_FAILED: 12 },
+};
+
+const loadRun: RunResult = {
+  ...run,
+  cases: [
+    ...run.cases,
+    {
+      id: "load.burst-10000",
+      group: "Load",
+      label: "10,000 CONNECTs at once",
+      kind: "load",
+      status: "ok",
+      load: burst,
+      peakRssMb: { "konnectivity server": 299.4, "konnectivity agent": 232 },
+      seconds: 22,
+    },
+    {
+      id: "load.storm",
+      group: "Load",
+      label: "agents reconnecting after a server restart",
+      kind: "load",
+      status: "ok",
+      load: storm,
+      seconds: 40,
+    },
+    {
+      id: "load.burst-1000",
+      group: "Load",
+      label: "1,000 CONNECTs at once",
+      kind: "load",
+      status: "failed",
+      reason: "not within 60000 ms: konnectivity server did not print\nmore",
+      seconds: 60,
+    },
+  ],
+};
+
+describe("bench report: load rows", () => {
+  it("a table of their own: counts, times, memory, causes; failures with their reason", () => {
+    const rows = loadRows(loadRun);
+    assert.deepEqual(rows[0], [
+      "row",
+      "load",
+      "succeeded",
+      "refused",
+      "lost",
+      "time",
+      "memory",
+      "notes",
+    ]);
+    assert.deepEqual(rows[1].slice(0, 7), [
+      "10,000 CONNECTs at once",
+      "10,000 CONNECTs x 4-7 KiB",
+      "2,492",
+      "2,403",
+      "5,105",
+      "all open 17.4 s, all done 17.6 s",
+      "peak server 299 MB, agent 232 MB",
+    ]);
+    assert.equal(
+      rows[1][7],
+      "lost: reset before response 2,651, connect EAGAIN 2,454; frontend refused: 503 2,403; " +
+        "warnings: konnectivity server: MaxListenersExceededWarning 1",
+    );
+    assert.deepEqual(rows[2].slice(0, 7), [
+      "agents reconnecting after a server restart",
+      "2,000 agents",
+      "2,000 back",
+      "3",
+      "-",
+      "all back 9.01 s (10.5 s after the kill)",
+      "server 128 KiB/agent (90 -> 340 MB)",
+    ]);
+    assert.match(rows[2][7], /cold start \(all at once\) 12\.0 s; refused: backlog-full 3/);
+    assert.match(rows[2][7], /agents' failed attempts once it listened: DIAL_FAILED 12/);
+    assert.deepEqual(rows[3], [
+      "1,000 CONNECTs at once",
+      "failed: not within 60000 ms: konnectivity server did not print",
+    ]);
+    assert.deepEqual(loadRows(run), [], "no load rows, no table");
+  });
+
+  it("terminal and markdown: a Load table after the main one, load rows not in the main table", () => {
+    const term = terminalTable(loadRun);
+    const md = markdown(loadRun);
+    for (const text of [term, md]) {
+      const [main, load] = text.split(/\nLoad\b/);
+      assert.ok(load, "a Load section");
+      for (const c of loadRun.cases) {
+        assert.equal(main.includes(c.label), c.kind !== "load", `${c.label} in the main table`);
+        assert.equal(load.includes(c.label), c.kind === "load", `${c.label} in the Load table`);
+      }
+      assert.ok(load.includes("2,403"));
+      assert.ok(load.includes("all back 9.01 s"));
+    }
+    assert.match(
+      md,
+      /\| 10,000 CONNECTs at once \| 10,000 CONNECTs x 4-7 KiB \| 2,492 \| 2,403 \| 5,105 \|/,
+    );
+    assert.match(
+      md,
+      /\| row \| load \| succeeded \| refused \| lost \| time \| memory \| notes \|\n\| --- \| --- \| ---: \| ---: \| ---: \| --- \| --- \| --- \|/,
+    );
+    // Every markdown table row has as many cells as its header.
+    for (const line of md.split("\n").filter((l) => l.startsWith("| 1,000 CONNECTs"))) {
+      assert.equal(line.split(" | ").length, 8, line);
+    }
+    // The main table and its ratios are as without the load rows.
+    assert.ok(md.startsWith(markdown(run).trimEnd()));
+    assert.ok(term.startsWith(terminalTable(run)));
+  });
+
+  it("only load rows: no empty main table", () => {
+    const only = { ...loadRun, cases: loadRun.cases.filter((c) => c.kind === "load") };
+    const md = markdown(only);
+    assert.doesNotMatch(md, /upload MB\/s/);
+    assert.match(md, /\| 10,000 CONNECTs at once \|/);
+    const term = terminalTable(only);
+    assert.match(term, /^Load\n/);
+    assert.doesNotMatch(term, /upload MB\/s/);
+  });
+
+  it("the chart and the comparison leave load rows out", () => {
+    const svg = chartSvg(loadRun);
+    for (const c of loadRun.cases.filter((x) => x.kind === "load")) {
+      assert.ok(!svg.includes(c.label), c.label);
+    }
+    assert.equal(chartSvg(loadRun).length, chartSvg(run).length);
+    const ab = compareRuns(loadRun, loadRun);
+    assert.deepEqual(ab, compareRuns(run, run));
+  });
+
+  it("one progress line per kind", () => {
+    assert.equal(
+      loadText(burst),
+      "2,492 ok, 2,403 refused (503), 5,105 lost; all open 17.4 s, all done 17.6 s",
+    );
+    assert.equal(
+      loadText(storm),
+      "2,000 agents back 9.01 s after the restart (10.5 s after the kill), 3 refused; 128 KiB server RSS per agent",
+    );
+  });
+});
+
 describe("bench cases", () => {
   it("ids are unique and every peer they name exists", () => {
     const ids = new Set(allCases.map((c) => c.id));
@@ -267,6 +441,11 @@ describe("bench cases", () => {
       for (const p of [c.peer, ...(c.alsoVs ?? [])])
         if (p) assert.ok(ids.has(p), `${c.id} -> ${p}`);
     }
+  });
+
+  it("the load rows are listed, each a load case", () => {
+    const load = allCases.filter((c) => c.kind === "load").map((c) => c.id);
+    assert.deepEqual(load, ["load.burst-1000", "load.burst-10000", "load.storm"]);
   });
 
   it("a case runs end to end and reports every figure", { timeout: 60_000 }, async () => {
