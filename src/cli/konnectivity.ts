@@ -243,7 +243,7 @@ const FRONTEND_LISTEN_BACKLOG = 4096;
 
 /** Every CONNECT refusal on stderr, with its status (the reason names the target and agent). */
 function logRefusal(status: number, reason: string): void {
-  writeStderr(`connect refused (${status}): ${reason}\n`);
+  writeStderr(status === 0 ? `connect ${reason}\n` : `connect refused (${status}): ${reason}\n`);
 }
 
 async function runServer(argv: readonly string[]): Promise<void> {

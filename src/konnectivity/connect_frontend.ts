@@ -30,16 +30,26 @@ export interface ConnectFrontendConfig {
   readonly headerTimeoutMs: number;
   /** Guards against a dial through the tunnel that never completes; 504 after. */
   readonly dialTimeoutMs: number;
-  /** Client connections served at once (request phase and relaying); more are reset. */
+  /** Client connections served at once (request phase and relaying); more are answered 503. */
   readonly maxConnections: number;
+  /**
+   * Clients being answered `503` with `Retry-After` at once because `maxConnections` are
+   * served (each held until it closes, at most the channel's `closeTimeoutMs`); past
+   * this a new client is reset and counted in `dropped`.
+   */
+  readonly maxTurnedAway: number;
 }
 
-/** Defaults: 16 KiB head, 10 s header timeout, 30 s dial timeout, 1024 connections. */
+/**
+ * Defaults: 16 KiB head, 10 s header timeout, 30 s dial timeout, 1024 connections,
+ * 8192 being turned away.
+ */
 export const DEFAULT_CONNECT_FRONTEND_CONFIG: ConnectFrontendConfig = Object.freeze({
   maxHeaderBytes: 16 * 1024,
   headerTimeoutMs: 10_000,
   dialTimeoutMs: 30_000,
   maxConnections: 1024,
+  maxTurnedAway: 8192,
 });
 
 /**
@@ -60,6 +70,7 @@ export function verifyConnectFrontendConfig(
   positiveInt("headerTimeoutMs", c.headerTimeoutMs, 1, 3_600_000);
   positiveInt("dialTimeoutMs", c.dialTimeoutMs, 1, 3_600_000);
   positiveInt("maxConnections", c.maxConnections, 1, 1_000_000);
+  positiveInt("maxTurnedAway", c.maxTurnedAway, 0, 1_000_000);
   return c;
 }
 
@@ -73,7 +84,7 @@ export interface ConnectFrontendOptions {
   readonly config?: Partial<ConnectFrontendConfig>;
   /** Admit a client's request for `address` (403 if false). Default: every client the listener verified. */
   readonly authorize?: (peer: PeerIdentity, address: string) => boolean | Promise<boolean>;
-  /** Told about each refused request, with its status. */
+  /** Told about each refused request, with its status (0: reset unanswered, see `dropped`). */
   readonly onRefused?: (status: number, reason: string) => void;
   /**
    * The caller each dial is made for, sent to the agent for its per-caller allow-list.
@@ -96,6 +107,8 @@ export interface ConnectFrontend extends AsyncDisposable {
   readonly connections: number;
   /** Requests refused since start, by HTTP status (e.g. `{ 503: 12 }`). */
   readonly refusals: Readonly<Record<number, number>>;
+  /** Clients reset unanswered since start: `maxConnections + maxTurnedAway` were open. */
+  readonly dropped: number;
   /** Stop accepting, close the listener and reset every connection it serves. */
   close(): Promise<void>;
 }
@@ -138,6 +151,7 @@ export function serveConnectFrontend(
   const stop = new AbortController();
 
   const refusals = new Map<number, number>();
+  let dropped = 0;
   const refuse = async (
     ch: Channel,
     status: number,
@@ -155,7 +169,7 @@ export function serveConnectFrontend(
       retryAfterS === undefined ? {} : { "Retry-After": String(retryAfterS) },
     );
   };
-  /** Clients being told 503 because `maxConnections` are served (bounded the same). */
+  /** Clients being told 503 because `maxConnections` are served (up to `maxTurnedAway`). */
   const turningAway = new Set<Channel>();
 
   /**
@@ -251,8 +265,13 @@ export function serveConnectFrontend(
     for await (const ch of listener) {
       if (live.size >= config.maxConnections) {
         // Told to come back (503, Retry-After) without reading its request; past
-        // twice the limit, reset.
-        if (turningAway.size >= config.maxConnections) {
+        // maxTurnedAway more, reset (told, counted).
+        if (turningAway.size >= config.maxTurnedAway) {
+          dropped++;
+          options.onRefused?.(
+            0,
+            `reset: ${live.size} CONNECT clients served and ${turningAway.size} being refused`,
+          );
           ch.abort(new ChannelResetError("too many CONNECT clients"));
           continue;
         }
@@ -291,6 +310,9 @@ export function serveConnectFrontend(
     },
     get refusals(): Readonly<Record<number, number>> {
       return Object.freeze(Object.fromEntries(refusals));
+    },
+    get dropped(): number {
+      return dropped;
     },
     close,
     [Symbol.asyncDispose]: close,

@@ -6,9 +6,9 @@
  * counted by the frontend and the session.
  */
 import assert from "node:assert/strict";
-import { Buffer } from "node:buffer";
+import type { Buffer } from "node:buffer";
 import { readdirSync, rmSync } from "node:fs";
-import { connect } from "node:net";
+import { connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
@@ -17,6 +17,7 @@ import type { Listener } from "../../src/channel/types.ts";
 import { serveConnectFrontend } from "../../src/konnectivity/connect_frontend.ts";
 import { listenTcp } from "../../src/tcp/mod.ts";
 import { makeTestPki } from "../../src/testing/_fixtures/pki.ts";
+import { connectClient as client, payload } from "../_harness/connect_burst.ts";
 import { Cluster } from "../_harness/konnectivity_cluster.ts";
 
 const pki = makeTestPki();
@@ -38,77 +39,6 @@ function echo(listener: Listener): void {
   void (async () => {
     for await (const ch of listener) ch.readable.pipeTo(ch.writable).catch(() => ch.abort());
   })();
-}
-
-/** The bytes client `i` sends (and must get back). */
-function payload(i: number, n: number): Uint8Array {
-  const b = new Uint8Array(n);
-  let x = (i * 2654435761) >>> 0;
-  for (let k = 0; k < n; k++) {
-    x = (x * 1103515245 + 12345) >>> 0;
-    b[k] = x >>> 24;
-  }
-  return b;
-}
-
-interface Outcome {
-  status: number;
-  retryAfter?: string;
-  echoed?: boolean;
-}
-
-/** One CONNECT client on the Unix socket: its status, and whether its bytes came back intact. */
-function client(sock: string, target: string, data: Uint8Array): Promise<Outcome> {
-  return new Promise((resolve, reject) => {
-    const s = connect(sock);
-    const chunks: Uint8Array[] = [];
-    let head: string | undefined;
-    let got = 0;
-    const timer = setTimeout(() => {
-      s.destroy();
-      reject(new Error(`client to ${target}: no outcome within 60 s (head ${head})`));
-    }, 60_000);
-    const done = (o: Outcome): void => {
-      clearTimeout(timer);
-      s.destroy();
-      resolve(o);
-    };
-    s.on("connect", () => s.write(`CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\n`));
-    let buf = Buffer.alloc(0);
-    s.on("data", (b: Buffer) => {
-      if (head === undefined) {
-        buf = Buffer.concat([buf, b]);
-        const end = buf.indexOf("\r\n\r\n");
-        if (end < 0) return;
-        head = buf.subarray(0, end).toString("latin1");
-        const status = Number(head.split(" ")[1]);
-        if (status !== 200) {
-          done({ status, retryAfter: /\r\nRetry-After: (\S+)/i.exec(head)?.[1] });
-          return;
-        }
-        s.write(data);
-        b = buf.subarray(end + 4);
-      }
-      if (b.length > 0) {
-        chunks.push(b);
-        got += b.length;
-      }
-      if (got >= data.length) {
-        const all = Buffer.concat(chunks);
-        done({ status: 200, echoed: all.length === data.length && all.equals(Buffer.from(data)) });
-      }
-    });
-    s.on("error", (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    s.on("close", () => {
-      if (head === undefined || got < data.length) {
-        clearTimeout(timer);
-        reject(new Error(`client to ${target}: closed after ${got} of ${data.length} bytes`));
-      }
-    });
-  });
 }
 
 async function waitFor(what: string, ok: () => boolean, ms = 20_000): Promise<void> {
@@ -164,6 +94,61 @@ describe("Konnectivity: bursts of CONNECTs through one agent", () => {
       for (const x of closing) await x.close().catch(() => {});
       await c.close().catch(() => {});
       rmSync(sock, { force: true });
+    }
+  });
+
+  it("past maxConnections: 503 with Retry-After up to maxTurnedAway, then reset and counted", {
+    timeout: 60_000,
+  }, async () => {
+    const c = await Cluster.start({}, pki);
+    const held: Socket[] = [];
+    try {
+      const refused: string[] = [];
+      const frontend = serveConnectFrontend(
+        await listenTcp({ host: "127.0.0.1", port: 0 }),
+        c.server,
+        {
+          config: { maxConnections: 2, maxTurnedAway: 3 },
+          onRefused: (status, reason) => refused.push(`${status} ${reason}`),
+        },
+      );
+      const [host, port] = [frontend.addr.split(":")[0], Number(frontend.addr.split(":")[1])];
+      /** A client that connects, sends nothing and keeps its socket open (even after the
+       * frontend ends its side); what it is told. */
+      const open = (): Promise<string> =>
+        new Promise((resolve) => {
+          const s = connect({ host, port, allowHalfOpen: true });
+          held.push(s);
+          let got = "";
+          s.on("data", (b: Buffer) => {
+            got += b.toString("latin1");
+          });
+          s.on("error", (e) => resolve(`error ${(e as NodeJS.ErrnoException).code}`));
+          s.on("end", () => resolve(got));
+          s.on("close", () => resolve(got === "" ? "closed" : got));
+        });
+      // Two served (waiting for their request heads), in that order.
+      void open();
+      void open();
+      await waitFor("2 served", () => frontend.connections === 2);
+      // Three told to come back; they do not close, so the frontend keeps them for now.
+      const told = [open(), open(), open()];
+      await waitFor("3 refused", () => (frontend.refusals[503] ?? 0) === 3);
+      for (const t of await Promise.all(told)) {
+        assert.match(t, /^HTTP\/1\.1 503 Service Unavailable\r\n/);
+        assert.match(t, /\r\nRetry-After: 1\r\n/);
+      }
+      // The sixth: reset unanswered (a reset, or under Deno's listener an empty end),
+      // counted and told.
+      assert.match(await open(), /^(error ECONNRESET|closed|)$/);
+      await waitFor("dropped", () => frontend.dropped === 1);
+      assert.deepEqual(frontend.refusals, { 503: 3 });
+      assert.equal(refused.length, 4);
+      assert.match(refused[3], /^0 reset: 2 CONNECT clients served and 3 being refused$/);
+      await frontend.close();
+    } finally {
+      for (const s of held) s.destroy();
+      await c.close().catch(() => {});
     }
   });
 
