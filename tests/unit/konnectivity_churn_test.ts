@@ -42,7 +42,7 @@ function trackAbortSignals(): { live(): number; restore(): void } {
       seen.add(this);
       refs.add(new WeakRef(this));
     }
-    return add.call(this, type, ...rest);
+    add.call(this, type, ...rest);
   };
   return {
     /** Abort listeners on the signals that are still alive and not aborted. */
