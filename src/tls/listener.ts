@@ -9,7 +9,7 @@
 import { channelTransport, listenTcpTransports, type TlsTransport } from "../_runtime/tls.ts";
 import { AcceptQueue, DEFAULT_ACCEPT_BACKLOG } from "../channel/accept_queue.ts";
 import { positiveInt } from "../channel/config.ts";
-import { ChannelResetError, ListenError, SpokewireError } from "../channel/errors.ts";
+import { ChannelResetError, ListenError, SpokewireError, TimeoutError } from "../channel/errors.ts";
 import type { Channel, DialOptions, Listener, PeerIdentity } from "../channel/types.ts";
 import {
   DEFAULT_TLS_AUTHORIZE_TIMEOUT_MS,
@@ -97,7 +97,24 @@ export interface TlsListenOptions extends TlsServerOptions {
   readonly onRefused?: (error: SpokewireError) => void;
   /** Told about each verified connection reset because `backlog` channels were already waiting. */
   readonly onOverflow?: (peer: PeerIdentity) => void;
+  /**
+   * TLS handshakes run at once; further connections wait, oldest first, without a
+   * handshake begun (a storm of thousands of clients would otherwise share the CPU
+   * until every handshake times out). Default 256.
+   */
+  readonly maxConcurrentHandshakes?: number;
+  /**
+   * Connections waiting for a handshake slot; beyond this a new one is reset, and one
+   * that has waited `handshakeTimeoutMs` is reset when its turn comes (its client has
+   * likely given up); both are told to `onRefused`. Default 4096.
+   */
+  readonly maxWaitingHandshakes?: number;
 }
+
+/** Default of {@link TlsListenOptions.maxConcurrentHandshakes}. */
+export const DEFAULT_MAX_CONCURRENT_HANDSHAKES = 256;
+/** Default of {@link TlsListenOptions.maxWaitingHandshakes}. */
+export const DEFAULT_MAX_WAITING_HANDSHAKES = 4096;
 
 /** A TLS listener; {@link TlsListener.updateCredentials} rotates its certificate live. */
 export interface TlsListener extends Listener {
@@ -184,16 +201,31 @@ export async function listenTls(
   if (options.listenBacklog !== undefined) {
     positiveInt("listenBacklog", options.listenBacklog, 1, 1_000_000);
   }
+  const maxActive = options.maxConcurrentHandshakes ?? DEFAULT_MAX_CONCURRENT_HANDSHAKES;
+  positiveInt("maxConcurrentHandshakes", maxActive, 1, 1_000_000);
+  const maxWaiting = options.maxWaitingHandshakes ?? DEFAULT_MAX_WAITING_HANDSHAKES;
+  positiveInt("maxWaitingHandshakes", maxWaiting, 0, 1_000_000);
+  const maxWaitMs = options.handshakeTimeoutMs ?? DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS;
   const queue = new AcceptQueue(backlog);
   let listener: TlsListenerImpl | undefined;
-  const onTransport = (t: TlsTransport): void => {
+  /** Handshakes running, and connections waiting for a slot (a FIFO from `head`). */
+  let active = 0;
+  let waiting: Array<{ t: TlsTransport; since: number } | undefined> = [];
+  let head = 0;
+  const handshake = (t: TlsTransport): void => {
     if (!listener || queue.ended) {
       t.abort();
       return;
     }
+    active++;
     const hs = listener.handshakeSignal();
     const accepting = acceptor.accept(t, `client of ${listener.addr}`, hs.signal);
-    accepting.then(hs.done, hs.done);
+    const finished = (): void => {
+      hs.done();
+      active--;
+      next();
+    };
+    accepting.then(finished, finished);
     accepting.then(
       (ch) => {
         if (!queue.push(ch)) {
@@ -206,11 +238,63 @@ export async function listenTls(
       },
     );
   };
+  /** Start waiting connections while slots are free; reset those that waited too long. */
+  const next = (): void => {
+    while (active < maxActive && head < waiting.length) {
+      const w = waiting[head];
+      waiting[head++] = undefined;
+      if (head > 1024 && head * 2 > waiting.length) {
+        waiting = waiting.slice(head);
+        head = 0;
+      }
+      if (!w) continue;
+      const waited = performance.now() - w.since;
+      if (waited > maxWaitMs) {
+        w.t.abort();
+        options.onRefused?.(
+          new TimeoutError(
+            `client of ${listener?.addr}: waited ${Math.round(waited)} ms for a TLS handshake slot (${maxActive} busy)`,
+            maxWaitMs,
+          ),
+        );
+        continue;
+      }
+      handshake(w.t);
+    }
+  };
+  const onTransport = (t: TlsTransport): void => {
+    if (!listener || queue.ended) {
+      t.abort();
+      return;
+    }
+    if (active < maxActive) {
+      handshake(t);
+      return;
+    }
+    if (waiting.length - head >= maxWaiting) {
+      t.abort();
+      options.onRefused?.(
+        new ChannelResetError(
+          `client of ${listener.addr}: reset, ${maxActive} TLS handshakes running and ${maxWaiting} waiting`,
+        ),
+      );
+      return;
+    }
+    waiting.push({ t, since: performance.now() });
+  };
+  const dropWaiting = (): void => {
+    for (let i = head; i < waiting.length; i++) waiting[i]?.t.abort();
+    waiting = [];
+    head = 0;
+  };
   try {
     const server = await listenTcpTransports({ host, port: addr.port }, onTransport, {
       listenBacklog: options.listenBacklog,
     });
-    listener = new TlsListenerImpl(server.addr, queue, acceptor, () => server.close());
+    listener = new TlsListenerImpl(server.addr, queue, acceptor, async () => {
+      dropWaiting();
+      await server.close();
+    });
     return listener;
   } catch (err) {
     throw new ListenError(`cannot listen on ${host}:${addr.port}: ${(err as Error).message}`, {
