@@ -129,7 +129,7 @@ function burstCells(f: BurstFigures, r: CaseResult): string[] {
 
 function stormCells(f: StormFigures): string[] {
   const notes = [
-    `cold start (all at once) ${secs(f.coldStartMs)}`,
+    `cold start (1,000 a second) ${secs(f.coldStartMs)}`,
     Object.keys(f.coldRefusedBy).length ? `cold start refused: ${byCause(f.coldRefusedBy)}` : "",
     f.refused > 0 ? `refused: ${byCause(f.refusedBy)}` : "",
     Object.keys(f.agentErrors ?? {}).length

@@ -11,7 +11,7 @@
  *   Figures: succeeded, refused (503 with Retry-After), lost (anything else), time until
  *   every client had its response and until every one was done.
  * - `load.storm`: N token agents (`--agents`, default 2,000) in one process
- *   (`konnectivity_storm_agents.ts`), started at once; once all are registered and idle,
+ *   (`konnectivity_storm_agents.ts`), started 1,000 a second; once all are registered and idle,
  *   the server is killed (SIGKILL) and started again on the same port. Figures: time
  *   until all are registered again (counted from the server's `agent <id> registered`
  *   lines), server RSS per idle agent, refusals.

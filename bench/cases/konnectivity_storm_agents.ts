@@ -3,7 +3,10 @@
  * (`KonnectivityAgent`, default config: full-jitter backoff, reconnects after a drop
  * spread over `reconnectSpreadMs`), agent `i` authenticated by the bearer token
  * `storm-token-<i>` as `storm-<i>` (the server's `--token-file` lists them, see
- * {@link stormTokenLines}). All start at once.
+ * {@link stormTokenLines}). They start {@link STARTS_PER_TICK} every
+ * {@link START_TICK_MS} (1,000 a second): a cluster's nodes come up over time, and
+ * 10,000 handshakes begun at once in this one process time out before any completes.
+ * After a server restart they all reconnect together (their own spread only).
  *
  * Prints `status {"connected":k,"dropped":d,"errors":{...}}` on stdout whenever a count
  * changed (at most every 100 ms): `dropped` counts connections that were up and ended
@@ -22,6 +25,10 @@ import { DialBusyError, KonnectivityAgent, type SpokewireError } from "../../mod
 
 /** How often the status line may be printed. */
 const STATUS_EVERY_MS = 100;
+/** Agents started per tick of {@link START_TICK_MS} at first. */
+export const STARTS_PER_TICK = 100;
+/** The start ramp's tick. */
+export const START_TICK_MS = 100;
 
 /** Agent `i`'s id. */
 export function stormAgentId(i: number): string {
@@ -57,6 +64,9 @@ if (import.meta.main || process.argv[1]?.endsWith("konnectivity_storm_agents.ts"
   const errors: Record<string, number> = {};
   let dirty = true;
   for (let i = 0; i < n; i++) {
+    if (i > 0 && i % STARTS_PER_TICK === 0) {
+      await new Promise((r) => setTimeout(r, START_TICK_MS));
+    }
     const token = `storm-token-${i}`;
     let up = false;
     const agent = new KonnectivityAgent({

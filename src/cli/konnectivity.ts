@@ -125,9 +125,9 @@ const SERVER_FLAGS: Readonly<Record<string, FlagSpec>> = Object.freeze({
   },
   "max-agents": {
     kind: "string",
-    help: "agents registered at once",
+    help: "agents registered at once (each idle agent costs about 90-120 KiB)",
     placeholder: "N",
-    default: "1000",
+    default: "10000",
   },
 });
 

@@ -362,7 +362,7 @@ describe("bench report: load rows", () => {
       "all back 9.01 s (10.5 s after the kill)",
       "server 128 KiB/agent (90 -> 340 MB)",
     ]);
-    assert.match(rows[2][7], /cold start \(all at once\) 12\.0 s; refused: backlog-full 3/);
+    assert.match(rows[2][7], /cold start \(1,000 a second\) 12\.0 s; refused: backlog-full 3/);
     assert.match(rows[2][7], /agents' failed attempts once it listened: DIAL_FAILED 12/);
     assert.deepEqual(rows[3], [
       "1,000 CONNECTs at once",
