@@ -32,6 +32,13 @@ export interface WebSocketOverChannelOptions {
    * {@link DEFAULT_WS_CLOSE_TIMEOUT_MS}.
    */
   readonly closeTimeoutMs?: number;
+  /**
+   * Client only: mask every frame with the key 00 00 00 00 instead of a fresh random
+   * one (`ws` then skips both the masking pass and the copy it masks into). Only for a
+   * connection whose frames nobody but the two endpoints can read, where the peer agreed
+   * (SPEC.md of konnectivity, section 1, "Masking"). Default false: random keys.
+   */
+  readonly zeroMaskingKeys?: boolean;
 }
 
 /**
@@ -51,6 +58,9 @@ export async function webSocketOverChannel(
   head: Uint8Array,
   options: WebSocketOverChannelOptions,
 ): Promise<WebSocket> {
+  if (options.zeroMaskingKeys && options.role !== "client") {
+    throw new TypeError("zeroMaskingKeys applies to the client role only (servers do not mask)");
+  }
   const handoff = await takeSocket(channel);
   return handoff === undefined
     ? overDuplex(channel, head, options)
@@ -135,6 +145,14 @@ function start(
     maxPayload: options.maxPayload,
     skipUTF8Validation: false,
     allowSynchronousEvents: true,
+    // `ws` calls this for each frame it masks; an all-zero key makes it send the
+    // payload as it is (no XOR pass, no copy), and the peer's `ws` skip the unmasking.
+    ...(options.zeroMaskingKeys ? { generateMask: zeroMaskingKey } : {}),
   });
   return ws;
+}
+
+/** `ws`'s `generateMask` for {@link WebSocketOverChannelOptions.zeroMaskingKeys}. */
+function zeroMaskingKey(key: Uint8Array): void {
+  key.fill(0);
 }

@@ -456,6 +456,9 @@ export class KonnectivityAgent implements AsyncDisposable {
         timeoutMs: c.handshakeTimeoutMs,
         maxPayload: c.maxPayload,
         signal: stop,
+        // Zero masking keys if the server grants them (SPEC.md section 1, "Masking"):
+        // offered only when this TLS connection verified the server.
+        offerZeroMask: o.tls?.dangerouslySkipVerification !== true,
       });
     } catch (err) {
       ch.abort(err);

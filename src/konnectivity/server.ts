@@ -37,6 +37,7 @@ import {
   AGENT_IDENTIFIERS_HEADER,
   acceptUpgrade,
   KONNECTIVITY_AGENT_PATH,
+  offersZeroMask,
   refuseHttp,
 } from "./ws_upgrade.ts";
 
@@ -613,7 +614,15 @@ export class KonnectivityServer implements Dialer<string>, AsyncDisposable {
       });
       return;
     }
-    const ws = await acceptUpgrade(ch, agent.key, head.rest, c.maxPayload);
+    // Zero masking keys (SPEC.md section 1, "Masking") only for an agent whose
+    // certificate this TLS connection's own handshake verified: then no TLS-terminating
+    // intermediary can be reading the frames. A token agent's TLS may end at a front
+    // proxy this server cannot see, so it keeps random keys.
+    const grantZeroMask =
+      agent.peer.scheme === "x509" &&
+      ch.peer.scheme === "x509" &&
+      offersZeroMask(head.headers.get("sec-websocket-extensions"));
+    const ws = await acceptUpgrade(ch, agent.key, head.rest, c.maxPayload, grantZeroMask);
     const session = new KonnectivitySession(wsPipe(ws), {
       peer: agent.peer,
       role: "server",

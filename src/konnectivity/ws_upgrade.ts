@@ -23,6 +23,37 @@ export const AGENT_IDENTIFIERS_HEADER = "x-konnectivity-agent-identifiers";
 export const REFUSAL_REASON_HEADER = "x-konnectivity-error";
 /** The request path agents connect to. */
 export const KONNECTIVITY_AGENT_PATH = "/konnectivity/agent";
+/**
+ * The WebSocket extension (RFC 6455 section 9, no parameters) by which an agent offers,
+ * and the server grants, masking keys of 00 00 00 00 on the agent's frames: SPEC.md
+ * section 1, "Masking". It changes nothing else on the wire.
+ */
+export const ZERO_MASK_EXTENSION = "x-spokewire-zero-mask";
+
+/**
+ * The extensions a `Sec-WebSocket-Extensions` value names, lower-cased, each with its
+ * parameters as written (empty string for none). Repeated headers arrive joined with ", ".
+ */
+function parseWebSocketExtensions(
+  value: string | undefined,
+): { readonly name: string; readonly params: string }[] {
+  if (value === undefined) return [];
+  const out: { name: string; params: string }[] = [];
+  for (const item of value.split(",")) {
+    const semi = item.indexOf(";");
+    const name = (semi < 0 ? item : item.slice(0, semi)).trim().toLowerCase();
+    if (name === "") continue;
+    out.push({ name, params: semi < 0 ? "" : item.slice(semi + 1).trim() });
+  }
+  return out;
+}
+
+/** Whether a `Sec-WebSocket-Extensions` request value offers {@link ZERO_MASK_EXTENSION}. */
+export function offersZeroMask(value: string | undefined): boolean {
+  return parseWebSocketExtensions(value).some(
+    (e) => e.name === ZERO_MASK_EXTENSION && e.params === "",
+  );
+}
 
 function base64(bytes: Uint8Array): string {
   let s = "";
@@ -56,6 +87,11 @@ export interface UpgradeClientOptions {
   readonly timeoutMs: number;
   readonly maxPayload: number;
   readonly signal?: AbortSignal;
+  /**
+   * Offer {@link ZERO_MASK_EXTENSION}, and mask with zero keys if the server grants it.
+   * Only over a TLS connection whose server was verified. Default false.
+   */
+  readonly offerZeroMask?: boolean;
 }
 
 /**
@@ -78,6 +114,7 @@ export async function upgradeClient(
       Connection: "Upgrade",
       "Sec-WebSocket-Key": key,
       "Sec-WebSocket-Version": "13",
+      ...(options.offerZeroMask ? { "Sec-WebSocket-Extensions": ZERO_MASK_EXTENSION } : {}),
       ...options.headers,
     }),
   );
@@ -108,18 +145,37 @@ export async function upgradeClient(
   if (head.headers.get("sec-websocket-accept") !== (await webSocketAcceptKey(key))) {
     throw new ProtocolError(`${options.host}: bad Sec-WebSocket-Accept in the upgrade response`);
   }
+  // RFC 6455 section 4.1: an extension the client did not offer (or one named twice)
+  // fails the connection.
+  const extensions = head.headers.get("sec-websocket-extensions");
+  let zeroMask = false;
+  for (const e of parseWebSocketExtensions(extensions)) {
+    if (options.offerZeroMask && !zeroMask && e.name === ZERO_MASK_EXTENSION && e.params === "") {
+      zeroMask = true;
+    } else {
+      throw new ProtocolError(
+        `${options.host}: the upgrade response names extensions that were not offered: ${extensions}`,
+      );
+    }
+  }
   return webSocketOverChannel(channel, head.rest, {
     role: "client",
     maxPayload: options.maxPayload,
+    zeroMaskingKeys: zeroMask,
   });
 }
 
-/** Answer an upgrade request with 101 and return the server-side WebSocket. */
+/**
+ * Answer an upgrade request with 101 and return the server-side WebSocket;
+ * `grantZeroMask` names {@link ZERO_MASK_EXTENSION} in the answer (only for a client
+ * that offered it). The server takes frames masked with any key either way.
+ */
 export async function acceptUpgrade(
   channel: Channel,
   key: string,
   rest: Uint8Array,
   maxPayload: number,
+  grantZeroMask = false,
 ): Promise<WebSocket> {
   await writeAll(
     channel,
@@ -127,6 +183,7 @@ export async function acceptUpgrade(
       Upgrade: "websocket",
       Connection: "Upgrade",
       "Sec-WebSocket-Accept": await webSocketAcceptKey(key),
+      ...(grantZeroMask ? { "Sec-WebSocket-Extensions": ZERO_MASK_EXTENSION } : {}),
     }),
   );
   return webSocketOverChannel(channel, rest, { role: "server", maxPayload });
