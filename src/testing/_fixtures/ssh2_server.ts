@@ -47,9 +47,19 @@ interface KeyPair {
   readonly public: string;
 }
 
+/**
+ * A fresh ed25519 key pair in OpenSSH format. About one key in 300 that
+ * `ssh2.utils.generateKeyPairSync` writes is one its own parser then refuses ("Malformed
+ * OpenSSH private key"; seen in CI as a whole conformance suite failing at server start),
+ * so each is parsed back and a refused one generated again (bounded).
+ */
 function ed25519(comment: string): KeyPair {
-  const k = ssh2.utils.generateKeyPairSync("ed25519", { comment });
-  return { private: k.private, public: k.public.trim() };
+  for (let attempt = 1; ; attempt++) {
+    const k = ssh2.utils.generateKeyPairSync("ed25519", { comment });
+    const parsed = ssh2.utils.parseKey(k.private);
+    if (!(parsed instanceof Error)) return { private: k.private, public: k.public.trim() };
+    if (attempt === 20) throw parsed;
+  }
 }
 
 /** The key blob of a public key line, for comparing with what a client offers. */
